@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import {
+  diffConfigs,
+  formatIssue,
+  jsonSchema,
+  loadConfigFile,
+  type Config,
+} from './config/index.js';
+import { runDemo } from './demo.js';
+import { Switchyard } from './main.js';
+import { createStderrLogger } from './observability/logger.js';
+
+const HELP = `Usage: switchyard <command> [options]
+
+Commands:
+  run [-c FILE]            run the proxy (FILE defaults to ./switchyard.yaml)
+  validate -c FILE         check a config without starting anything
+  schema                   print the config's JSON Schema (for editor completion)
+  diff OLD NEW             print what changes between two configs
+  demo                     start built-in origins behind the proxy and print what to try
+
+Options:
+  -c, --config FILE        config file (YAML or JSON)
+  -h, --help               show this help
+  -v, --version            print the version
+
+Signals (run): SIGHUP reloads the config; SIGTERM/SIGINT drain in-flight requests and exit.
+Docs: docs/README.md in the package.
+`;
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+async function loadOrReport(path: string): Promise<Config | undefined> {
+  const { config, issues } = await loadConfigFile(path);
+  if (issues.length > 0 || !config) {
+    for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
+    if (issues.length === 0) process.stderr.write(`${path}: could not be loaded\n`);
+    return undefined;
+  }
+  return config;
+}
+
+async function run(configPath: string): Promise<number> {
+  const config = await loadOrReport(configPath);
+  if (!config) return 1;
+  const log = createStderrLogger();
+  let proxy: Switchyard;
+  try {
+    proxy = await Switchyard.start(config, { log });
+  } catch (err) {
+    process.stderr.write(`switchyard: ${(err as Error).message}\n`);
+    return 1;
+  }
+  installCrashGuards(log);
+  let current = config;
+  let reloading = false;
+  process.on('SIGHUP', () => {
+    if (reloading) return;
+    reloading = true;
+    void (async () => {
+      try {
+        const { config: next, issues } = await loadConfigFile(configPath);
+        if (!next || issues.length > 0) {
+          log('error', 'reload refused: the new config is invalid; the old one keeps serving', {
+            issues: issues.map(formatIssue),
+          });
+          return;
+        }
+        await proxy.reload(next);
+        log('info', 'config reloaded', { changes: diffConfigs(current, next) });
+        current = next;
+      } catch (err) {
+        log('error', 'reload failed; the old config keeps serving', {
+          error: (err as Error).message,
+        });
+      } finally {
+        reloading = false;
+      }
+    })();
+  });
+  return await new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      log('info', `${signal} received: draining in-flight requests`, {
+        timeoutMs: current.shutdownTimeoutMs,
+      });
+      void proxy.stop(current.shutdownTimeoutMs).then(() => resolve(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/**
+ * A proxy that dies takes every site with it. An error that escapes a request's own handling is
+ * logged and the process keeps serving; every request path also has its own guard.
+ */
+function installCrashGuards(log: ReturnType<typeof createStderrLogger>): void {
+  process.on('uncaughtException', (err) => {
+    log('error', 'uncaught exception (process kept running)', { error: err.stack ?? String(err) });
+  });
+  process.on('unhandledRejection', (reason) => {
+    log('error', 'unhandled rejection (process kept running)', { error: String(reason) });
+  });
+}
+
+async function validate(configPath: string): Promise<number> {
+  const config = await loadOrReport(configPath);
+  if (!config) return 1;
+  process.stdout.write('config OK\n');
+  return 0;
+}
+
+async function diff(oldPath: string, newPath: string): Promise<number> {
+  const a = await loadOrReport(oldPath);
+  const b = await loadOrReport(newPath);
+  if (!a || !b) return 1;
+  const lines = diffConfigs(a, b);
+  process.stdout.write(lines.length === 0 ? 'no changes\n' : `${lines.join('\n')}\n`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`switchyard: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`switchyard ${version()}\n`);
+    return 0;
+  }
+  const command = positionals[0];
+  if (values.help || command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const configPath = values.config ?? './switchyard.yaml';
+  switch (command) {
+    case 'run':
+      return run(configPath);
+    case 'validate':
+      if (!values.config && positionals[1]) return validate(positionals[1]);
+      return validate(configPath);
+    case 'schema':
+      process.stdout.write(`${JSON.stringify(jsonSchema(), null, 2)}\n`);
+      return 0;
+    case 'diff':
+      if (positionals.length !== 3) {
+        process.stderr.write('switchyard diff: expected two config files: diff OLD NEW\n');
+        return 2;
+      }
+      return diff(positionals[1], positionals[2]);
+    case 'demo':
+      return runDemo();
+    case undefined:
+      process.stderr.write(HELP);
+      return 2;
+    default:
+      process.stderr.write(`switchyard: unknown command "${command}"\n\n${HELP}`);
+      return 2;
+  }
+}

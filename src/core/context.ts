@@ -1,0 +1,199 @@
+import type { IncomingMessage } from 'node:http';
+import { errorBody, ERRORS, type ErrorCode } from './errors.js';
+
+/** Response headers as Node writes them: lowercased names; arrays for repeated fields. */
+export type OutgoingHeaders = Record<string, string | string[] | number | undefined>;
+
+/**
+ * The client request as features see it. This is the subset of node's IncomingMessage the code
+ * relies on, so another HTTP engine can stand in for node:http by providing the same shape.
+ */
+export type ClientRequest = IncomingMessage;
+
+/**
+ * Where a response goes. node's ServerResponse satisfies it; body-transforming features
+ * (compression, caching) wrap it with an object of the same shape and put that on `ctx.res`.
+ */
+export interface ResponseWriter {
+  writeHead(status: number, headers?: OutgoingHeaders): unknown;
+  write(chunk: Buffer | string): boolean;
+  end(chunk?: Buffer | string): unknown;
+  addTrailers(headers: Record<string, string>): void;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  destroy(error?: Error): unknown;
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  readonly destroyed: boolean;
+}
+
+export interface ResponseHead {
+  status: number;
+  headers: OutgoingHeaders;
+}
+
+/** Runs just before the head of any response (proxied, generated or error) is written. */
+export type ResponseHeadHook = (ctx: RequestContext, head: ResponseHead) => void;
+
+/** Facts about the listener a request arrived on; shared by all its requests. */
+export interface ListenerInfo {
+  readonly name: string;
+  readonly scheme: 'http' | 'https';
+  readonly maxBodySize: number;
+}
+
+/**
+ * Everything known about one request while it flows through the pipeline. One object per
+ * request, created by the server; fields are plain properties (no getters with hidden work)
+ * except the lazily parsed cookie map.
+ */
+export class RequestContext {
+  readonly req: ClientRequest;
+  /** The writer features write through; may be replaced by wrapping features. */
+  res: ResponseWriter;
+  /** The real connection-facing response; use it to watch for the client going away. */
+  readonly clientResponse: ResponseWriter;
+  readonly listener: ListenerInfo;
+  readonly method: string;
+  /** Host header as received (may carry a port), '' when absent. */
+  readonly host: string;
+  /** Path as received, still percent-encoded. */
+  readonly path: string;
+  /** Raw query without '?', '' when none. */
+  readonly query: string;
+  readonly startTime: number;
+  clientIp: string;
+  requestId: string;
+  /** Name of the matched route, for logs and metrics. */
+  routeName = '';
+  /** Name of the upstream the request went to, '' when none. */
+  upstreamName = '';
+  /** Origin of the server that answered, '' when none (never shown to clients). */
+  upstreamServer = '';
+  /** Status written to the client, 0 until the head is written. */
+  status = 0;
+  /** Path plus query sent upstream (after rewrite). */
+  upstreamTarget: string;
+  responseHeadHooks: ResponseHeadHook[] | null = null;
+  /** Extra request headers that features want sent upstream (e.g. from forward auth). */
+  extraUpstreamHeaders: Record<string, string> | null = null;
+  /** Per-request state for features, keyed by feature name. Created on first use. */
+  private featureState: Map<string, unknown> | null = null;
+  private cookieMap: Map<string, string> | null = null;
+
+  constructor(
+    req: ClientRequest,
+    res: ResponseWriter,
+    listener: ListenerInfo,
+    clientIp: string,
+    requestId: string,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.clientResponse = res;
+    this.listener = listener;
+    this.method = req.method ?? 'GET';
+    const host = req.headers.host;
+    this.host = host ?? '';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    if (q === -1) {
+      this.path = url;
+      this.query = '';
+    } else {
+      this.path = url.slice(0, q);
+      this.query = url.slice(q + 1);
+    }
+    this.upstreamTarget = url;
+    this.clientIp = clientIp;
+    this.requestId = requestId;
+    this.startTime = performance.now();
+  }
+
+  get scheme(): 'http' | 'https' {
+    return this.listener.scheme;
+  }
+
+  /** Host without port, lowercased: the name the client asked for. */
+  get hostname(): string {
+    const h = this.host;
+    if (h.startsWith('[')) {
+      const end = h.indexOf(']');
+      return (end === -1 ? h : h.slice(0, end + 1)).toLowerCase();
+    }
+    const colon = h.indexOf(':');
+    return (colon === -1 ? h : h.slice(0, colon)).toLowerCase();
+  }
+
+  cookie(name: string): string | undefined {
+    if (this.cookieMap === null) this.cookieMap = parseCookies(this.req.headers.cookie);
+    return this.cookieMap.get(name);
+  }
+
+  getState<T>(feature: string): T | undefined {
+    return this.featureState?.get(feature) as T | undefined;
+  }
+
+  setState(feature: string, value: unknown): void {
+    (this.featureState ??= new Map()).set(feature, value);
+  }
+
+  addResponseHeadHook(hook: ResponseHeadHook): void {
+    (this.responseHeadHooks ??= []).push(hook);
+  }
+
+  /** Writes the response head through every hook. The single door for all response heads. */
+  writeHead(status: number, headers: OutgoingHeaders): void {
+    if (this.responseHeadHooks !== null) {
+      const head: ResponseHead = { status, headers };
+      for (const hook of this.responseHeadHooks) hook(this, head);
+      status = head.status;
+      headers = head.headers;
+    }
+    headers['x-request-id'] = this.requestId;
+    this.status = status;
+    this.res.writeHead(status, headers);
+  }
+
+  /** Answers with a complete small response. */
+  respond(status: number, headers: OutgoingHeaders, body: string | Buffer): void {
+    if (this.res.headersSent || this.res.destroyed) return;
+    const payload = typeof body === 'string' ? Buffer.from(body) : body;
+    headers['content-length'] = payload.length;
+    this.writeHead(status, headers);
+    this.res.end(this.method === 'HEAD' ? undefined : payload);
+  }
+
+  /**
+   * Answers with an error from the table. When the head already went out, the only honest
+   * signal left is to cut the connection, so the client sees a truncated response.
+   */
+  sendError(code: ErrorCode): void {
+    if (this.res.headersSent) {
+      this.res.destroy();
+      return;
+    }
+    if (this.res.destroyed) return;
+    const headers: OutgoingHeaders = {
+      'content-type': 'text/plain; charset=utf-8',
+      'cache-control': 'no-store',
+    };
+    if (ERRORS[code].status === 413 || ERRORS[code].status === 400) headers.connection = 'close';
+    this.respond(ERRORS[code].status, headers, errorBody(code, this.requestId));
+  }
+}
+
+function parseCookies(header: string | undefined): Map<string, string> {
+  const map = new Map<string, string>();
+  if (!header) return map;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    const name = part.slice(0, eq).trim();
+    if (name === '' || map.has(name)) continue;
+    let value = part.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"'))
+      value = value.slice(1, -1);
+    map.set(name, value);
+  }
+  return map;
+}

@@ -1,0 +1,48 @@
+import type { RequestContext } from './context.js';
+
+/** The last step of a chain, or what a filter calls to continue. */
+export type Handler = (ctx: RequestContext) => void | Promise<void>;
+
+/**
+ * A feature's per-route step. A filter either answers the request itself (and returns without
+ * calling `next`), or prepares the context (hooks, wrapped writer, extra headers) and calls
+ * `next(ctx)`. Instances are built once per route at config load and shared by all requests, so
+ * they hold only immutable, precomputed state; per-request state goes on the context.
+ */
+export interface Filter {
+  readonly name: string;
+  handle(ctx: RequestContext, next: Handler): void | Promise<void>;
+  /** Called when the config that built this filter is replaced; release timers and pools. */
+  close?(): void | Promise<void>;
+}
+
+/** What a filter factory may use. Kept small so filters stay independent of the layers above. */
+export interface FilterDeps {
+  /** Logs a warning or error about this filter at runtime. */
+  log(level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
+  /** Shared, feature-scoped state that survives reloads (e.g. rate-limit buckets). */
+  shared<T>(key: string, create: () => T): T;
+  /** Global config sections owned by features (cache, waf, redis, ...), as written. */
+  globals: Record<string, unknown>;
+}
+
+/**
+ * A feature: `key` is the route config key that turns it on; `order` places it in the chain
+ * (lower runs first, so access control comes before caching before compression).
+ */
+export interface FilterFactory {
+  readonly key: string;
+  readonly order: number;
+  create(config: unknown, deps: FilterDeps, route: { name: string }): Filter;
+}
+
+/** Builds the chain once. With no filters the terminal handler is returned unchanged. */
+export function compose(filters: readonly Filter[], terminal: Handler): Handler {
+  let next = terminal;
+  for (let i = filters.length - 1; i >= 0; i--) {
+    const filter = filters[i];
+    const after = next;
+    next = (ctx) => filter.handle(ctx, after);
+  }
+  return next;
+}

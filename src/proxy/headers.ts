@@ -1,0 +1,195 @@
+import type { OutgoingHeaders, RequestContext } from '../core/context.js';
+import type { Template } from '../core/template.js';
+
+/**
+ * RFC 9110 §7.6.1 hop-by-hop fields, plus fields the proxy itself owns on each hop
+ * (framing, Expect, which Switchyard answers itself). Proxy-* is matched by prefix.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+
+function isHopByHop(lowerName: string): boolean {
+  return HOP_BY_HOP.has(lowerName) || lowerName.startsWith('proxy-');
+}
+
+/** Header names listed in a Connection header (they are hop-by-hop for this message). */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = typeof value === 'string' ? value : value.join(',');
+  let set: Set<string> | null = null;
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name === '' || name === 'close' || name === 'keep-alive') continue;
+    (set ??= new Set()).add(name);
+  }
+  return set;
+}
+
+export interface CompiledHeaderOps {
+  /** Lowercased names whose incoming values are dropped (remove + set). */
+  drop: Set<string>;
+  /** Name (as configured) and value template, appended after the incoming headers. */
+  append: Array<[string, Template]>;
+}
+
+export interface RequestHeaderOptions {
+  /** Whether the peer is a trusted proxy whose X-Forwarded-* we keep and extend. */
+  trusted: boolean;
+  host: string;
+  ops: CompiledHeaderOps | null;
+}
+
+const OWNED_REQUEST_HEADERS = new Set([
+  'host',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+]);
+
+/**
+ * Builds the upstream request's header list (flat [name, value, ...]) in one pass over the raw
+ * headers, preserving the client's casing and order for the rest.
+ */
+export function buildUpstreamRequestHeaders(
+  ctx: RequestContext,
+  opts: RequestHeaderOptions,
+): string[] {
+  const raw = ctx.req.rawHeaders;
+  const tokens = connectionTokens(ctx.req.headers.connection);
+  const drop = opts.ops?.drop;
+  const out: string[] = ['host', opts.host];
+  let forwardedFor = '';
+  let forwardedProto = '';
+  let forwardedHost = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    if (OWNED_REQUEST_HEADERS.has(lower)) {
+      if (opts.trusted) {
+        const value = raw[i + 1];
+        if (lower === 'x-forwarded-for')
+          forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+        else if (lower === 'x-forwarded-proto') forwardedProto ||= value;
+        else if (lower === 'x-forwarded-host') forwardedHost ||= value;
+      }
+      continue;
+    }
+    if (isHopByHop(lower) || (tokens !== null && tokens.has(lower))) continue;
+    if (drop !== undefined && drop.has(lower)) continue;
+    out.push(name, raw[i + 1]);
+  }
+  out.push(
+    'x-forwarded-for',
+    forwardedFor ? `${forwardedFor}, ${ctx.clientIp}` : ctx.clientIp,
+    'x-forwarded-proto',
+    forwardedProto || ctx.scheme,
+    'x-forwarded-host',
+    forwardedHost || ctx.host,
+    'x-request-id',
+    ctx.requestId,
+  );
+  if (ctx.extraUpstreamHeaders !== null) {
+    for (const name in ctx.extraUpstreamHeaders) out.push(name, ctx.extraUpstreamHeaders[name]);
+  }
+  if (opts.ops !== null) {
+    for (const [name, template] of opts.ops.append) out.push(name, template(ctx));
+  }
+  return out;
+}
+
+export interface ResponseRewrite {
+  /** The upstream server's `scheme://authority` as it may appear in Location. */
+  origin: string;
+  hostname: string;
+}
+
+const STRIPPED_RESPONSE_HEADERS = new Set(['server', 'x-powered-by']);
+
+/**
+ * Turns undici's raw response headers into the object written to the client, dropping hop-by-hop
+ * fields and upstream identity, and rewriting Location and Set-Cookie domains that name the
+ * upstream server to the host the client used.
+ */
+export function buildClientResponseHeaders(
+  ctx: RequestContext,
+  raw: Buffer[],
+  rewrite: ResponseRewrite,
+): OutgoingHeaders {
+  const headers: OutgoingHeaders = {};
+  let tokens: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') {
+      tokens = connectionTokens(raw[i + 1].toString('latin1'));
+    }
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toString('latin1').toLowerCase();
+    if (isHopByHop(lower) || STRIPPED_RESPONSE_HEADERS.has(lower)) continue;
+    if (tokens !== null && tokens.has(lower)) continue;
+    let value = raw[i + 1].toString('latin1');
+    if (lower === 'location') value = rewriteLocation(ctx, value, rewrite);
+    else if (lower === 'set-cookie') value = rewriteCookieDomain(ctx, value, rewrite);
+    const existing = headers[lower];
+    if (existing === undefined) headers[lower] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else headers[lower] = [existing as string, value];
+  }
+  return headers;
+}
+
+function rewriteLocation(ctx: RequestContext, location: string, rewrite: ResponseRewrite): string {
+  const origin = rewrite.origin;
+  if (
+    location.length >= origin.length &&
+    location.slice(0, origin.length).toLowerCase() === origin &&
+    (location.length === origin.length || '/?#'.includes(location[origin.length]))
+  ) {
+    if (ctx.host === '') return location.slice(origin.length) || '/';
+    return `${ctx.scheme}://${ctx.host}${location.slice(origin.length)}`;
+  }
+  return location;
+}
+
+const DOMAIN_ATTR = /(;\s*domain=)([^;]*)/i;
+
+function rewriteCookieDomain(
+  ctx: RequestContext,
+  cookie: string,
+  rewrite: ResponseRewrite,
+): string {
+  const m = DOMAIN_ATTR.exec(cookie);
+  if (m === null) return cookie;
+  const domain = m[2].trim().replace(/^\./, '').toLowerCase();
+  if (domain !== rewrite.hostname.toLowerCase()) return cookie;
+  const clientHost = ctx.hostname.replace(/^\[|\]$/g, '');
+  if (clientHost === '') return cookie.replace(DOMAIN_ATTR, '');
+  return cookie.replace(DOMAIN_ATTR, `$1${clientHost}`);
+}
+
+/** Compiles a route's requestHeaders into the form buildUpstreamRequestHeaders applies. */
+export function compileRequestHeaderOps(
+  ops: { set: Record<string, string>; add: Record<string, string>; remove: string[] } | undefined,
+  compile: (source: string) => Template,
+): CompiledHeaderOps | null {
+  if (!ops) return null;
+  const setNames = Object.keys(ops.set);
+  const addNames = Object.keys(ops.add);
+  if (setNames.length === 0 && addNames.length === 0 && ops.remove.length === 0) return null;
+  const drop = new Set([...ops.remove, ...setNames].map((n) => n.toLowerCase()));
+  const append: Array<[string, Template]> = [];
+  for (const name of setNames) append.push([name, compile(ops.set[name])]);
+  for (const name of addNames) append.push([name, compile(ops.add[name])]);
+  return { drop, append };
+}

@@ -1,0 +1,230 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import type { Config, RouteConfig } from './config/types.js';
+import { RequestContext, type ListenerInfo } from './core/context.js';
+import type { RequestDispatcher } from './core/dispatcher.js';
+import { channels } from './core/events.js';
+import {
+  compose,
+  type Filter,
+  type FilterDeps,
+  type FilterFactory,
+  type Handler,
+} from './core/filter.js';
+import { compileTemplate } from './core/template.js';
+import { createForwardHandler } from './proxy/forward.js';
+import { compileRequestHeaderOps } from './proxy/headers.js';
+import { createRedirectHandler, createRespondHandler } from './proxy/local.js';
+import { compileRewrite } from './proxy/rewrite.js';
+import { createRouter, type Router } from './routing/index.js';
+import type { UpstreamGroup } from './upstream/group.js';
+import type { HostRegistry } from './upstream/registry.js';
+
+export type LogFn = (
+  level: 'info' | 'warn' | 'error',
+  message: string,
+  fields?: Record<string, unknown>,
+) => void;
+
+export interface RuntimeDeps {
+  /** Every feature this build has; a route turns one on by having its key. */
+  features: readonly FilterFactory[];
+  hosts: HostRegistry;
+  log: LogFn;
+  /** Feature state that survives reloads (see FilterDeps.shared). */
+  shared: Map<string, unknown>;
+}
+
+interface CompiledRoute {
+  config: RouteConfig;
+  handler: Handler;
+  filters: Filter[];
+}
+
+const MAX_REQUEST_ID_LENGTH = 200;
+const REQUEST_ID_SYNTAX = /^[\x21-\x7e]+$/;
+
+/**
+ * Everything built from one config: the router, each route's composed chain, the upstream
+ * groups. Built once at load; requests only look things up. A reload builds a new Runtime and
+ * swaps it in; requests already running finish on the one they started with.
+ */
+export class Runtime implements RequestDispatcher {
+  readonly config: Config;
+  readonly groups: Map<string, UpstreamGroup>;
+  readonly loadedAt = new Date();
+  private readonly router: Router<CompiledRoute>;
+  private readonly routes: CompiledRoute[];
+  private readonly trusted: BlockList | null;
+  private readonly log: LogFn;
+
+  constructor(config: Config, deps: RuntimeDeps) {
+    this.config = config;
+    this.log = deps.log;
+    this.trusted = buildTrustList(config.trustedProxies);
+    this.groups = deps.hosts.build(config.upstreams.values());
+    const filterDeps: FilterDeps = {
+      log: deps.log,
+      globals: config.features,
+      shared<T>(key: string, create: () => T): T {
+        if (!deps.shared.has(key)) deps.shared.set(key, create());
+        return deps.shared.get(key) as T;
+      },
+    };
+    const features = [...deps.features].sort((a, b) => a.order - b.order);
+    this.routes = config.routes.map((route) => this.compileRoute(route, features, filterDeps));
+    this.router = createRouter(this.routes.map((r) => ({ config: r.config, value: r })));
+  }
+
+  private compileRoute(
+    route: RouteConfig,
+    features: readonly FilterFactory[],
+    filterDeps: FilterDeps,
+  ): CompiledRoute {
+    const filters: Filter[] = [];
+    const settings: Record<string, unknown> = { ...route.features };
+    if (route.responseHeaders) settings.responseHeaders = route.responseHeaders;
+    for (const feature of features) {
+      const value = settings[feature.key];
+      if (value === undefined || value === false) continue;
+      filters.push(feature.create(value, filterDeps, { name: route.name }));
+    }
+    let terminal: Handler;
+    const action = route.action;
+    if (action.type === 'redirect') {
+      terminal = createRedirectHandler(action.location, action.status);
+    } else if (action.type === 'respond') {
+      terminal = createRespondHandler(action.status, action.body, action.headers);
+    } else {
+      const group = this.groups.get(action.upstream);
+      if (group === undefined)
+        throw new Error(`route ${route.name}: unknown upstream "${action.upstream}"`);
+      const upstream = group.config;
+      terminal = createForwardHandler({
+        group,
+        rewriteTarget: compileRewrite(route.rewrite),
+        hostHeader: upstream.hostHeader === undefined ? null : compileTemplate(upstream.hostHeader),
+        requestHeaderOps: compileRequestHeaderOps(route.requestHeaders, compileTemplate),
+        readTimeoutMs: route.timeouts?.readMs ?? upstream.readTimeoutMs,
+        sendTimeoutMs: route.timeouts?.sendMs ?? upstream.sendTimeoutMs,
+        isTrustedPeer: (ctx) => this.isTrustedPeer(ctx.req),
+        log: this.log,
+      });
+    }
+    const routeName = route.name;
+    const chain = compose(filters, terminal);
+    const handler: Handler = (ctx) => {
+      ctx.routeName = routeName;
+      return chain(ctx);
+    };
+    return { config: route, handler, filters };
+  }
+
+  isTrustedPeer(req: IncomingMessage): boolean {
+    if (this.trusted === null) return false;
+    return checkAddress(this.trusted, req.socket.remoteAddress ?? '');
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, listener: ListenerInfo): void {
+    const trustedPeer = this.isTrustedPeer(req);
+    const clientIp = trustedPeer ? this.clientIpFromForwarded(req) : peerAddress(req);
+    const incomingId = trustedPeer ? req.headers['x-request-id'] : undefined;
+    const requestId =
+      typeof incomingId === 'string' &&
+      incomingId.length <= MAX_REQUEST_ID_LENGTH &&
+      REQUEST_ID_SYNTAX.test(incomingId)
+        ? incomingId
+        : randomUUID();
+    const ctx = new RequestContext(req, res, listener, clientIp, requestId);
+    if (channels.requestEnd.hasSubscribers)
+      res.once('close', () => channels.requestEnd.publish(ctx));
+    const route = this.router.match({
+      method: ctx.method,
+      host: ctx.host,
+      path: ctx.path,
+      query: ctx.query,
+      headers: req.headers,
+      listener: listener.name,
+    });
+    if (route === undefined) {
+      ctx.sendError('ROUTE_NOT_FOUND');
+      return;
+    }
+    try {
+      const pending = route.handler(ctx);
+      if (pending !== undefined)
+        pending.then(undefined, (err: unknown) => this.onUnexpected(ctx, err));
+    } catch (err) {
+      this.onUnexpected(ctx, err);
+    }
+  }
+
+  private onUnexpected(ctx: RequestContext, err: unknown): void {
+    this.log('error', 'unexpected error while serving a request', {
+      requestId: ctx.requestId,
+      route: ctx.routeName,
+      error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    });
+    if (channels.requestError.hasSubscribers) channels.requestError.publish({ ctx, error: err });
+    ctx.sendError('INTERNAL');
+  }
+
+  /**
+   * Walks X-Forwarded-For from the right, skipping trusted proxies, like nginx's
+   * real_ip_recursive: the first untrusted address is the client.
+   */
+  private clientIpFromForwarded(req: IncomingMessage): string {
+    const peer = peerAddress(req);
+    const header = req.headers['x-forwarded-for'];
+    if (typeof header !== 'string' || this.trusted === null) return peer;
+    const hops = header.split(',');
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = hops[i].trim();
+      if (!isIPv4(hop) && !isIPv6(hop)) return peer;
+      if (!checkAddress(this.trusted, hop)) return hop;
+    }
+    return hops[0].trim() || peer;
+  }
+
+  /** Releases what filters hold (timers, pools). Hosts are not touched: they outlive runtimes. */
+  async close(): Promise<void> {
+    for (const route of this.routes) {
+      for (const filter of route.filters) {
+        try {
+          await filter.close?.();
+        } catch (err) {
+          this.log('warn', 'error while closing a filter', {
+            filter: filter.name,
+            error: String(err),
+          });
+        }
+      }
+    }
+  }
+}
+
+function peerAddress(req: IncomingMessage): string {
+  const address = req.socket.remoteAddress ?? '';
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function checkAddress(list: BlockList, address: string): boolean {
+  if (address.startsWith('::ffff:') && isIPv4(address.slice(7)))
+    return list.check(address.slice(7), 'ipv4');
+  if (isIPv4(address)) return list.check(address, 'ipv4');
+  if (isIPv6(address)) return list.check(address, 'ipv6');
+  return false;
+}
+
+function buildTrustList(cidrs: readonly string[]): BlockList | null {
+  if (cidrs.length === 0) return null;
+  const list = new BlockList();
+  for (const entry of cidrs) {
+    const [address, bits] = entry.split('/');
+    const family = isIPv6(address) ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(address, family);
+    else list.addSubnet(address, Number(bits), family);
+  }
+  return list;
+}

@@ -1,0 +1,181 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { ListenerConfig } from '../config/types.js';
+import type { ListenerInfo } from '../core/context.js';
+import type { RequestDispatcher } from '../core/dispatcher.js';
+
+export interface ListenerHooks {
+  /** The dispatcher for the current config; read per request so reloads take effect at once. */
+  dispatcher: () => RequestDispatcher;
+  log: (
+    level: 'info' | 'warn' | 'error',
+    message: string,
+    fields?: Record<string, unknown>,
+  ) => void;
+}
+
+const CLIENT_ERROR_STATUS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout'],
+};
+
+/**
+ * An HTTP/1.1 listener: node:http with the configured limits, connection caps (total and per
+ * client address), clean answers to malformed requests, and graceful draining for shutdown.
+ */
+export class Listener {
+  readonly config: ListenerConfig;
+  readonly info: ListenerInfo;
+  readonly server: http.Server;
+  private readonly hooks: ListenerHooks;
+  private readonly perIp = new Map<string, number>();
+  private activeRequests = 0;
+  private draining = false;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(config: ListenerConfig, hooks: ListenerHooks) {
+    this.config = config;
+    this.hooks = hooks;
+    this.info = {
+      name: config.name,
+      scheme: config.tls ? 'https' : 'http',
+      maxBodySize: config.limits.maxBodySize,
+    };
+    const limits = config.limits;
+    const requestTimeout = limits.requestTimeoutMs;
+    this.server = http.createServer({
+      // Node refuses headersTimeout > requestTimeout; the smaller bound wins anyway.
+      headersTimeout:
+        requestTimeout > 0
+          ? Math.min(limits.headersTimeoutMs, requestTimeout)
+          : limits.headersTimeoutMs,
+      requestTimeout,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      maxHeaderSize: limits.maxHeaderSize,
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+      noDelay: true,
+      connectionsCheckingInterval: 1000,
+    });
+    this.server.maxConnections = limits.maxConnections;
+    this.server.on('connection', this.onConnection);
+    this.server.on('request', this.onRequest);
+    this.server.on('checkContinue', this.onCheckContinue);
+    this.server.on('clientError', this.onClientError);
+  }
+
+  private readonly onConnection = (socket: Socket) => {
+    const ip = socket.remoteAddress ?? '';
+    const max = this.config.limits.maxConnectionsPerIp;
+    const count = (this.perIp.get(ip) ?? 0) + 1;
+    if (max > 0 && count > max) {
+      socket.destroy();
+      return;
+    }
+    this.perIp.set(ip, count);
+    socket.once('close', () => {
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, left);
+    });
+  };
+
+  private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    this.activeRequests++;
+    res.once('close', this.onResponseClose);
+    if (this.draining) res.shouldKeepAlive = false;
+    try {
+      this.hooks.dispatcher().handle(req, res, this.info);
+    } catch (err) {
+      // The dispatcher guards its own errors; this is the last line so one request can never
+      // take the process down.
+      this.hooks.log('error', 'unhandled error while dispatching', { error: String(err) });
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
+        res.end('500 Internal Server Error\n');
+      } else {
+        res.destroy();
+      }
+    }
+  };
+
+  private readonly onResponseClose = () => {
+    this.activeRequests--;
+    if (this.activeRequests === 0 && this.draining) {
+      for (const resolve of this.drainWaiters.splice(0)) resolve();
+    }
+  };
+
+  private readonly onCheckContinue = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // Say "100 Continue" only when the body will be accepted; otherwise answer (413) at once.
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (!(length > this.info.maxBodySize)) res.writeContinue();
+    this.onRequest(req, res);
+  };
+
+  private readonly onClientError = (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, text] = CLIENT_ERROR_STATUS[err.code ?? ''] ?? [400, 'Bad Request'];
+    const body = `${status} ${text}\n`;
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
+
+  async listen(): Promise<string> {
+    const { host, port } = this.config.address;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host: host === '' ? undefined : host, port }, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    this.server.on('error', (err) =>
+      this.hooks.log('error', 'listener error', { error: String(err) }),
+    );
+    return this.url();
+  }
+
+  url(): string {
+    const address = this.server.address();
+    if (address === null || typeof address === 'string') return `${this.info.scheme}://${address}`;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `${this.info.scheme}://${host}:${address.port}`;
+  }
+
+  get port(): number {
+    const address = this.server.address();
+    return address !== null && typeof address !== 'string' ? address.port : 0;
+  }
+
+  /**
+   * Stops accepting, lets in-flight requests finish (their connections then close instead of
+   * staying alive), and resolves when none is left or `timeoutMs` ran out (then cuts the rest).
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+    const sweeper = setInterval(() => this.server.closeIdleConnections(), 100);
+    try {
+      if (this.activeRequests > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          timer.unref();
+          this.drainWaiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    } finally {
+      clearInterval(sweeper);
+      this.server.closeAllConnections();
+    }
+  }
+}

@@ -1,0 +1,120 @@
+// Shared test helpers: real origins on 127.0.0.1:0, a real proxy started from YAML text, and a
+// raw HTTP client that never pools (each call gets a fresh view of what the proxy sends).
+import http from 'node:http';
+import net from 'node:net';
+import { once } from 'node:events';
+import { loadConfigText, formatIssue } from '../dist/config/index.js';
+import { Switchyard } from '../dist/main.js';
+
+/** Starts an origin; `handler(req, res)` as in node:http. Returns { server, port, url, close }. */
+export async function startOrigin(handler, options = {}) {
+  const server = http.createServer(options, handler);
+  const sockets = new Set();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.connections = 0;
+  server.on('connection', () => server.connections++);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = server.address().port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** Starts a raw TCP origin: `onSocket(socket, firstData)` writes whatever bytes it likes. */
+export async function startRawOrigin(onData) {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', (data) => onData(socket, data));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = server.address().port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+export function configFrom(yaml, env = {}) {
+  const { config, issues } = loadConfigText(yaml, {
+    path: 'test.yaml',
+    env: { ...process.env, ...env },
+  });
+  if (!config) throw new Error(`config invalid:\n${issues.map(formatIssue).join('\n')}`);
+  return config;
+}
+
+/** Starts a proxy in this process from YAML text. Returns { proxy, url, close }. */
+export async function startProxy(yaml, env) {
+  const logs = [];
+  const proxy = await Switchyard.start(configFrom(yaml, env), {
+    announce: false,
+    log: (level, message, fields) => logs.push({ level, message, ...fields }),
+  });
+  return {
+    proxy,
+    logs,
+    url: proxy.url(),
+    port: Number(new URL(proxy.url()).port),
+    close: () => proxy.stop(1000),
+  };
+}
+
+/** One request on a fresh connection. Resolves { status, headers, body (Buffer), trailers }. */
+export function request(
+  url,
+  { method = 'GET', headers = {}, body, agent = false, timeout = 10000 } = {},
+) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          rawHeaders: res.rawHeaders,
+          body: Buffer.concat(chunks),
+          text: Buffer.concat(chunks).toString(),
+          trailers: res.trailers,
+        }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(timeout, () => req.destroy(new Error('client timeout')));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+    else req.end();
+  });
+}
+
+/** Sends raw bytes on a fresh TCP connection; resolves with everything read until close. */
+export function rawRequest(port, bytes, { timeout = 5000, half = false } = {}) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    const timer = setTimeout(() => socket.destroy(), timeout);
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+    socket.write(bytes);
+    if (half) socket.end();
+  });
+}
+
+export const yamlOrigin = (url) => JSON.stringify(url);
