@@ -58,6 +58,9 @@ export class Listener {
       connectionsCheckingInterval: 1000,
     });
     this.server.maxConnections = limits.maxConnections;
+    // A client may half-close after sending its request (`printf ... | nc`); answer it anyway,
+    // as HAProxy does, instead of aborting the request on the first FIN.
+    (this.server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     this.server.on('connection', this.onConnection);
     this.server.on('request', this.onRequest);
     this.server.on('checkContinue', this.onCheckContinue);
