@@ -1,13 +1,15 @@
 import type { Config, ListenerConfig } from './config/types.js';
 import type { FilterFactory } from './core/filter.js';
+import { compressionFeature } from './filters/compression/index.js';
 import { responseHeadersFeature } from './filters/response-headers/index.js';
+import { rateLimitFeature } from './filters/ratelimit/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
 import { HostRegistry } from './upstream/registry.js';
 
 /** The features this build ships, in no particular order (each carries its chain position). */
-export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature];
+export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, compressionFeature];
 
 export interface StartOptions {
   log?: LogFn;
@@ -55,6 +57,10 @@ export class Switchyard {
   }
 
   private async openListener(config: ListenerConfig): Promise<void> {
+    this.listeners.set(config.name, await this.createListener(config));
+  }
+
+  private async createListener(config: ListenerConfig): Promise<Listener> {
     const listener = new Listener(config, {
       dispatcher: () => this.runtime,
       log: this.log,
@@ -77,7 +83,7 @@ export class Switchyard {
         },
       );
     }
-    this.listeners.set(config.name, listener);
+    return listener;
   }
 
   /** URL of a listener by name (its real port when configured with port 0). */
@@ -98,35 +104,39 @@ export class Switchyard {
     const next = this.buildRuntime(config);
     const previous = this.runtime;
     const wanted = new Map(config.listeners.map((l) => [l.name, l]));
-    // Open new listeners before switching, so a port conflict aborts the reload cleanly.
-    const opened: string[] = [];
+    // Open new sockets before switching, so a port conflict aborts the reload with nothing changed.
+    const opened = new Map<string, Listener>();
+    const updated: Array<[Listener, ListenerConfig]> = [];
     try {
       for (const [name, listenerConfig] of wanted) {
         const current = this.listeners.get(name);
-        if (current && JSON.stringify(current.config) === JSON.stringify(listenerConfig)) continue;
         if (current && current.config.addressText === listenerConfig.addressText) {
-          // Same socket, new limits: re-open is not needed for an address we already hold, but
-          // node fixes some parser limits at creation, so swap in a fresh listener after draining.
+          updated.push([current, listenerConfig]);
           continue;
         }
-        if (current) continue;
-        await this.openListener(listenerConfig);
-        opened.push(name);
+        opened.set(name, await this.createListener(listenerConfig));
       }
     } catch (err) {
-      for (const name of opened) {
-        await this.listeners.get(name)?.drain(0);
-        this.listeners.delete(name);
-      }
+      await Promise.all([...opened.values()].map((l) => l.drain(0)));
       throw err;
     }
     this.runtime = next;
+    for (const [listener, listenerConfig] of updated) {
+      const needsRestart = listener.update(listenerConfig);
+      if (needsRestart.length > 0) {
+        this.log(
+          'warn',
+          `listener ${listener.config.name}: ${needsRestart.join(', ')} change on restart only`,
+        );
+      }
+    }
     for (const [name, listener] of this.listeners) {
-      if (!wanted.has(name)) {
+      if (!wanted.has(name) || opened.has(name)) {
         this.listeners.delete(name);
         void listener.drain(config.shutdownTimeoutMs);
       }
     }
+    for (const [name, listener] of opened) this.listeners.set(name, listener);
     const grace = setTimeout(() => void previous.close(), config.shutdownTimeoutMs);
     grace.unref();
   }

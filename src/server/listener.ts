@@ -24,8 +24,8 @@ const CLIENT_ERROR_STATUS: Record<string, [number, string]> = {
  * client address), clean answers to malformed requests, and graceful draining for shutdown.
  */
 export class Listener {
-  readonly config: ListenerConfig;
-  readonly info: ListenerInfo;
+  config: ListenerConfig;
+  info: ListenerInfo;
   readonly server: http.Server;
   private readonly hooks: ListenerHooks;
   private readonly perIp = new Map<string, number>();
@@ -127,6 +127,31 @@ export class Listener {
       `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );
   };
+
+  /**
+   * Applies a reloaded config to this open socket. Timeouts, connection caps and the body limit
+   * change at once (new requests see them); returns the keys that only a restart can change.
+   */
+  update(config: ListenerConfig): string[] {
+    const before = this.config;
+    const limits = config.limits;
+    const requestTimeout = limits.requestTimeoutMs;
+    this.server.requestTimeout = requestTimeout;
+    this.server.headersTimeout =
+      requestTimeout > 0
+        ? Math.min(limits.headersTimeoutMs, requestTimeout)
+        : limits.headersTimeoutMs;
+    this.server.keepAliveTimeout = limits.idleTimeoutMs;
+    this.server.maxConnections = limits.maxConnections;
+    this.config = config;
+    this.info = { ...this.info, maxBodySize: limits.maxBodySize };
+    const restart: string[] = [];
+    if (before.limits.maxHeaderSize !== limits.maxHeaderSize) restart.push('limits.maxHeaderSize');
+    if (before.http2 !== config.http2) restart.push('http2');
+    if (before.proxyProtocol !== config.proxyProtocol) restart.push('proxyProtocol');
+    if (Boolean(before.tls) !== Boolean(config.tls)) restart.push('tls on/off');
+    return restart;
+  }
 
   async listen(): Promise<string> {
     const { host, port } = this.config.address;
