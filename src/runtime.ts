@@ -137,6 +137,7 @@ export class Runtime implements RequestDispatcher {
         ? incomingId
         : randomUUID();
     const ctx = new RequestContext(req, res, listener, clientIp, requestId);
+    if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
     if (channels.requestEnd.hasSubscribers)
       res.once('close', () => channels.requestEnd.publish(ctx));
     const route = this.router.match({

@@ -57,6 +57,7 @@ export const ROUTE_FEATURE_KEYS = [
   'forwardAuth',
   'basicAuth',
   'waf',
+  'accessLog',
 ] as const;
 export const GLOBAL_FEATURE_KEYS = [
   'cache',
@@ -216,6 +217,7 @@ export function normalizeConfig(raw: RawConfig, issues = new IssueCollector()): 
     config.accessLog = {
       format: raw.accessLog.format ?? 'json',
       output: raw.accessLog.output ?? 'stdout',
+      sampleRatio: raw.accessLog.sampleRatio ?? 1,
     };
   }
   return config;

@@ -537,6 +537,20 @@ const Route = obj(
       ['users'],
     ),
     waf: obj({ mode: WafMode }, 'Per-route override of the global waf.', ['mode']),
+    accessLog: toggleOr(
+      obj(
+        {
+          sampleRatio: Type.Number({
+            minimum: 0,
+            maximum: 1,
+            description: "Share of this route's requests logged (5xx always are).",
+          }),
+        },
+        'Access log settings for this route.',
+      ),
+      'Whether (and how much of) this route is written to the access log. Default true.',
+      'sampleRatio',
+    ),
     timeouts: obj(
       {
         read: duration("Overrides the upstream's readTimeout."),
@@ -641,8 +655,22 @@ const ConfigObject = obj(
     ),
     tracing: obj(
       {
+        enabled: Type.Boolean({
+          description: 'Propagate W3C traceparent (starting a trace when absent).',
+          default: true,
+        }),
+        serviceName: Type.String({
+          description: 'service.name of exported spans.',
+          default: 'switchyard',
+        }),
         otlp: obj(
-          { endpoint: Type.String({ description: 'OTLP/HTTP endpoint.' }) },
+          {
+            endpoint: Type.String({ description: 'OTLP/HTTP endpoint.' }),
+            headers: Type.Record(Type.String(), Type.String(), {
+              additionalProperties: false,
+              description: 'Extra headers sent with each export (e.g. an API key).',
+            }),
+          },
           'OpenTelemetry export.',
           ['endpoint'],
         ),
@@ -659,6 +687,12 @@ const ConfigObject = obj(
       {
         format: stringEnum(['json', 'combined'], 'Line format.', 'json'),
         output: Type.String({ description: '`stdout` or a file path.', default: 'stdout' }),
+        sampleRatio: Type.Number({
+          minimum: 0,
+          maximum: 1,
+          description: 'Share of requests logged; responses with status 500 or more always are.',
+          default: 1,
+        }),
       },
       'Access log.',
     ),

@@ -109,6 +109,8 @@ export interface AdminConfig {
 export interface AccessLogConfig {
   format: 'json' | 'combined';
   output: string;
+  /** 0..1; responses with status 500 or more are always logged. */
+  sampleRatio: number;
 }
 
 export interface Config {

@@ -73,6 +73,21 @@ export class RequestContext {
   status = 0;
   /** Path plus query sent upstream (after rewrite). */
   upstreamTarget: string;
+  /** performance.now() when the (last) upstream attempt was sent; 0 when none. */
+  upstreamStartTime = 0;
+  /** performance.now() when that attempt's response head arrived; 0 when none did. */
+  upstreamHeadersTime = 0;
+  /** Upstream attempts beyond the first (set by the retry logic). */
+  retries = 0;
+  /** How the cache served the request ('hit', 'miss', 'stale', ...); '' when not cached. */
+  cacheStatus = '';
+  /** W3C trace context, set by tracing at request start: '' / null when tracing is off. */
+  traceId = '';
+  spanId = '';
+  parentSpanId = '';
+  traceSampled = false;
+  /** The `traceparent` sent upstream in place of the client's; null leaves the client's as is. */
+  traceparent: string | null = null;
   responseHeadHooks: ResponseHeadHook[] | null = null;
   /** Extra request headers that features want sent upstream (e.g. from forward auth). */
   extraUpstreamHeaders: Record<string, string> | null = null;

@@ -1,4 +1,5 @@
 import diagnostics_channel from 'node:diagnostics_channel';
+import type { RequestContext } from './context.js';
 
 /**
  * Features and the core publish what happened on diagnostics channels; observability subscribes.
@@ -11,4 +12,76 @@ export const channels = {
   requestError: diagnostics_channel.channel('switchyard:request:error'),
   /** An upstream attempt finished. Message: { ctx, server, status, error, durationMs }. */
   upstreamAttempt: diagnostics_channel.channel('switchyard:upstream:attempt'),
+  /**
+   * A request arrived and has its context, before routing. Message: RequestContext. Tracing
+   * subscribes here to start the request's span (ctx.traceparent); metrics count active requests.
+   */
+  requestStart: diagnostics_channel.channel('switchyard:request:start'),
+  /**
+   * The cache decided how a request is served. Message: CacheResultEvent. Observability counts
+   * `switchyard_cache_requests_total{result}` and copies `result` into ctx.cacheStatus for the log.
+   */
+  cacheResult: diagnostics_channel.channel('switchyard:cache:result'),
+  /** A request was refused by a rate limit (429). Message: { ctx: RequestContext }. */
+  rateLimited: diagnostics_channel.channel('switchyard:ratelimit:limited'),
+  /** A rate-limit decision was taken (allowed or not). Message: RateLimitDecisionEvent. */
+  rateLimitDecision: diagnostics_channel.channel('switchyard:ratelimit:decision'),
+  /** A server changed health (active checks or passive ejection). Message: HealthChangeEvent. */
+  healthChange: diagnostics_channel.channel('switchyard:health:change'),
+  /** An active health check finished. Message: HealthCheckEvent. */
+  healthCheck: diagnostics_channel.channel('switchyard:health:check'),
+  /** Passive health ejected a server. Message: { upstream, server, ejectForMs }. */
+  serverEjected: diagnostics_channel.channel('switchyard:health:ejected'),
+  /** A request is retried on another server. Message: { ctx, server, attempt }. */
+  upstreamRetry: diagnostics_channel.channel('switchyard:upstream:retry'),
+  /** A request was blocked or flagged by ipFilter, WAF or auth. Message: DeniedEvent. */
+  requestDenied: diagnostics_channel.channel('switchyard:request:denied'),
+  /**
+   * The admin API asks for a cache purge. Message: CachePurgeEvent. The cache feature subscribes
+   * (once per store) and sets `message.result` to a promise of how many entries it removed;
+   * with no subscriber the admin API answers 501.
+   */
+  cachePurge: diagnostics_channel.channel('switchyard:cache:purge'),
 };
+
+export type CacheResult = 'hit' | 'miss' | 'stale' | 'expired' | 'bypass' | 'revalidated';
+
+export interface CacheResultEvent {
+  ctx: RequestContext;
+  result: CacheResult;
+}
+
+export interface RateLimitDecisionEvent {
+  ctx: RequestContext;
+  allowed: boolean;
+}
+
+export interface HealthChangeEvent {
+  upstream: string;
+  /** The server's origin, e.g. http://10.0.0.5:8080. */
+  server: string;
+  healthy: boolean;
+  /** What changed it: 'active', 'passive' or 'admin'. */
+  source: string;
+}
+
+export interface HealthCheckEvent {
+  upstream: string;
+  server: string;
+  ok: boolean;
+  durationMs: number;
+}
+
+export interface DeniedEvent {
+  ctx: RequestContext;
+  /** 'ipFilter', 'waf', 'basicAuth', 'forwardAuth', ... */
+  by: string;
+}
+
+export type CachePurgeRequest = { url: string } | { prefix: string } | { all: true };
+
+export interface CachePurgeEvent {
+  purge: CachePurgeRequest;
+  /** Set by the subscriber: resolves to the number of entries removed. */
+  result?: Promise<number>;
+}

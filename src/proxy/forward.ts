@@ -134,6 +134,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     });
     host.activeRequests++;
     host.totalRequests++;
+    ctx.upstreamStartTime = performance.now();
     ctx.clientResponse.once('close', this.onClientClose);
     if (body !== null && options.sendTimeoutMs > 0) this.armSendTimer();
     try {
@@ -196,6 +197,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       return true;
     }
     this.responseStarted = true;
+    ctx.upstreamHeadersTime = performance.now();
     this.clearSendTimer();
     const headers = buildClientResponseHeaders(ctx, rawHeaders, this.host);
     ctx.writeHead(status, headers);

@@ -56,6 +56,7 @@ const OWNED_REQUEST_HEADERS = new Set([
   'x-forwarded-proto',
   'x-forwarded-host',
   'x-request-id',
+  'traceparent',
 ]);
 
 /**
@@ -77,6 +78,11 @@ export function buildUpstreamRequestHeaders(
     const name = raw[i];
     const lower = name.toLowerCase();
     if (OWNED_REQUEST_HEADERS.has(lower)) {
+      // Tracing replaces the client's traceparent with one naming the proxy's span.
+      if (lower === 'traceparent') {
+        if (ctx.traceparent === null) out.push(name, raw[i + 1]);
+        continue;
+      }
       if (opts.trusted) {
         const value = raw[i + 1];
         if (lower === 'x-forwarded-for')
@@ -100,6 +106,7 @@ export function buildUpstreamRequestHeaders(
     'x-request-id',
     ctx.requestId,
   );
+  if (ctx.traceparent !== null) out.push('traceparent', ctx.traceparent);
   if (ctx.extraUpstreamHeaders !== null) {
     for (const name in ctx.extraUpstreamHeaders) out.push(name, ctx.extraUpstreamHeaders[name]);
   }
