@@ -419,15 +419,36 @@ const RouteCache = obj(
   'Cache settings.',
 );
 
+function compressionLevels(description: string) {
+  const level = (min: number, max: number, what: string) =>
+    Type.Integer({ minimum: min, maximum: max, description: `${what} (${min}-${max}).` });
+  return obj(
+    {
+      br: level(0, 11, 'Brotli quality'),
+      gzip: level(1, 9, 'gzip level'),
+      zstd: level(1, 22, 'zstd level'),
+      deflate: level(1, 9, 'deflate level'),
+    },
+    description,
+  );
+}
+
 const RouteCompression = obj(
   {
-    algorithms: Type.Array(stringEnum(['br', 'gzip', 'deflate'], 'Encoding.'), {
-      description: 'Encodings offered, in order of preference.',
-      default: ['br', 'gzip'],
+    algorithms: Type.Array(stringEnum(['br', 'zstd', 'gzip', 'deflate'], 'Encoding.'), {
+      description:
+        'Encodings offered, in order of preference (zstd only where the Node.js runtime has it).',
+      default: ['br', 'zstd', 'gzip'],
     }),
     minLength: size('Smallest body compressed.', '1KiB'),
     types: Type.Array(Type.String(), {
       description: 'Media types compressed; `text/*` wildcards allowed.',
+    }),
+    level: compressionLevels('Levels for dynamic responses.'),
+    cachedLevel: compressionLevels('Levels for responses a shared cache may store.'),
+    decompress: Type.Boolean({
+      description: "Decode upstream bodies for clients that do not accept the upstream's coding.",
+      default: false,
     }),
   },
   'Compression settings.',
