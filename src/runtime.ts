@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Config, RouteConfig } from './config/types.js';
@@ -58,11 +60,13 @@ export class Runtime implements RequestDispatcher {
   private readonly routes: CompiledRoute[];
   private readonly trusted: BlockList | null;
   private readonly log: LogFn;
+  private readonly errorPages: ReadonlyMap<number, Buffer> | null;
 
   constructor(config: Config, deps: RuntimeDeps) {
     this.config = config;
     this.log = deps.log;
     this.trusted = buildTrustList(config.trustedProxies);
+    this.errorPages = loadErrorPages(config);
     this.groups = deps.hosts.build(config.upstreams.values());
     const filterDeps: FilterDeps = {
       log: deps.log,
@@ -86,7 +90,8 @@ export class Runtime implements RequestDispatcher {
     const settings: Record<string, unknown> = { ...route.features };
     if (route.responseHeaders) settings.responseHeaders = route.responseHeaders;
     for (const feature of features) {
-      const value = settings[feature.key];
+      let value = settings[feature.key];
+      if (value === undefined) value = feature.defaultConfig?.(filterDeps.globals);
       if (value === undefined || value === false) continue;
       filters.push(feature.create(value, filterDeps, { name: route.name }));
     }
@@ -137,6 +142,7 @@ export class Runtime implements RequestDispatcher {
         ? incomingId
         : randomUUID();
     const ctx = new RequestContext(req, res, listener, clientIp, requestId);
+    ctx.errorPages = this.errorPages;
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
     if (channels.requestEnd.hasSubscribers)
       res.once('close', () => channels.requestEnd.publish(ctx));
@@ -172,20 +178,25 @@ export class Runtime implements RequestDispatcher {
   }
 
   /**
-   * Walks X-Forwarded-For from the right, skipping trusted proxies, like nginx's
-   * real_ip_recursive: the first untrusted address is the client.
+   * Walks X-Forwarded-For (or, without it, the RFC 7239 Forwarded `for=` list) from the right,
+   * skipping trusted proxies, like nginx's real_ip_recursive: the first untrusted address is the
+   * client. A hop that is not an address (`unknown`, an obfuscated name) ends the walk at the
+   * peer. X-Forwarded-For wins when both are present because it is what most proxies append to.
    */
   private clientIpFromForwarded(req: IncomingMessage): string {
     const peer = peerAddress(req);
-    const header = req.headers['x-forwarded-for'];
-    if (typeof header !== 'string' || this.trusted === null) return peer;
-    const hops = header.split(',');
+    if (this.trusted === null) return peer;
+    const xff = req.headers['x-forwarded-for'];
+    let hops: string[];
+    if (typeof xff === 'string') hops = xff.split(',');
+    else if (typeof req.headers.forwarded === 'string') hops = forwardedFor(req.headers.forwarded);
+    else return peer;
     for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = hops[i].trim();
+      const hop = unmapIPv4(hops[i].trim());
       if (!isIPv4(hop) && !isIPv6(hop)) return peer;
       if (!checkAddress(this.trusted, hop)) return hop;
     }
-    return hops[0].trim() || peer;
+    return unmapIPv4(hops[0]?.trim() ?? '') || peer;
   }
 
   /** Releases what filters hold (timers, pools). Hosts are not touched: they outlive runtimes. */
@@ -205,9 +216,75 @@ export class Runtime implements RequestDispatcher {
   }
 }
 
+/**
+ * Reads the configured error pages once per config load, relative to the config file. A page
+ * that cannot be read fails the load (and so a reload keeps the old config).
+ */
+function loadErrorPages(config: Config): ReadonlyMap<number, Buffer> | null {
+  const entries = Object.entries(config.errorPages);
+  if (entries.length === 0) return null;
+  const base =
+    config.sourcePath === undefined ? process.cwd() : dirname(resolve(config.sourcePath));
+  const pages = new Map<number, Buffer>();
+  for (const [status, path] of entries) {
+    try {
+      pages.set(Number(status), readFileSync(resolve(base, path)));
+    } catch (err) {
+      throw new Error(`errorPages["${status}"]: cannot read ${path}: ${(err as Error).message}`);
+    }
+  }
+  return pages;
+}
+
 function peerAddress(req: IncomingMessage): string {
   const address = req.socket.remoteAddress ?? '';
   return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function unmapIPv4(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+/**
+ * The `for=` values of an RFC 7239 Forwarded header, one per element, as bare addresses:
+ * quotes, `[v6]` brackets and ports removed. An element without `for=` yields ''.
+ */
+export function forwardedFor(header: string): string[] {
+  const out: string[] = [];
+  let value = '';
+  let inQuotes = false;
+  let current = '';
+  const flush = () => {
+    out.push(value);
+    value = '';
+  };
+  const pair = (text: string) => {
+    const eq = text.indexOf('=');
+    if (eq === -1 || text.slice(0, eq).trim().toLowerCase() !== 'for') return;
+    let v = text.slice(eq + 1).trim();
+    if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+    if (v.startsWith('[')) {
+      const end = v.indexOf(']');
+      v = end === -1 ? '' : v.slice(1, end);
+    } else if (v.indexOf(':') !== -1 && v.indexOf(':') === v.lastIndexOf(':')) {
+      v = v.slice(0, v.indexOf(':'));
+    }
+    value = v;
+  };
+  for (let i = 0; i < header.length; i++) {
+    const c = header[i];
+    if (c === '"') inQuotes = !inQuotes;
+    if (!inQuotes && (c === ';' || c === ',')) {
+      pair(current);
+      current = '';
+      if (c === ',') flush();
+      continue;
+    }
+    current += c;
+  }
+  pair(current);
+  flush();
+  return out;
 }
 
 function checkAddress(list: BlockList, address: string): boolean {

@@ -165,3 +165,30 @@ test('503 when every server is draining', async () => {
   assert.equal(res.status, 503);
   assertNoLeak(res);
 });
+
+test('errorPages: a configured page replaces the built-in error body; a missing file fails the load', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-pages-'));
+  const page = join(dir, '404.html');
+  writeFileSync(page, '<h1>Nothing here</h1>');
+  const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+errorPages: { "404": ${JSON.stringify(page)} }
+routes: [{ match: { path: /only }, respond: { body: "x" } }]
+`);
+  cleanups.push(() => p.close());
+  const res = await request(`${p.url}/missing`);
+  assert.equal(res.status, 404);
+  assert.equal(res.text, '<h1>Nothing here</h1>');
+  assert.match(res.headers['content-type'], /text\/html/);
+  await assert.rejects(
+    startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+errorPages: { "502": ${JSON.stringify(join(dir, 'absent.html'))} }
+routes: [{ respond: { body: "x" } }]
+`),
+    /errorPages\["502"\]: cannot read/,
+  );
+});

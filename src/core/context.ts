@@ -89,6 +89,8 @@ export class RequestContext {
   /** The `traceparent` sent upstream in place of the client's; null leaves the client's as is. */
   traceparent: string | null = null;
   responseHeadHooks: ResponseHeadHook[] | null = null;
+  /** Custom error pages (HTML) by status, from the config's `errorPages`; null when none. */
+  errorPages: ReadonlyMap<number, Buffer> | null = null;
   /** Extra request headers that features want sent upstream (e.g. from forward auth). */
   extraUpstreamHeaders: Record<string, string> | null = null;
   /** Per-request state for features, keyed by feature name. Created on first use. */
@@ -188,12 +190,14 @@ export class RequestContext {
       return;
     }
     if (this.res.destroyed) return;
+    const status = ERRORS[code].status;
+    const page = this.errorPages?.get(status);
     const headers: OutgoingHeaders = {
-      'content-type': 'text/plain; charset=utf-8',
+      'content-type': page === undefined ? 'text/plain; charset=utf-8' : 'text/html; charset=utf-8',
       'cache-control': 'no-store',
     };
-    if (ERRORS[code].status === 413 || ERRORS[code].status === 400) headers.connection = 'close';
-    this.respond(ERRORS[code].status, headers, errorBody(code, this.requestId));
+    if (status === 413 || status === 400) headers.connection = 'close';
+    this.respond(status, headers, page ?? errorBody(code, this.requestId));
   }
 }
 
