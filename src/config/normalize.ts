@@ -120,6 +120,9 @@ export function normalizeConfig(raw: RawConfig, issues = new IssueCollector()): 
         idleTimeoutMs: duration(at('idleTimeout'), lim.idleTimeout, D.idleTimeoutMs),
         maxHeaderSize: size(at('maxHeaderSize'), lim.maxHeaderSize, D.maxHeaderSize),
         maxBodySize: size(at('maxBodySize'), lim.maxBodySize, D.maxBodySize),
+        ...(lim.minBodyRate === undefined
+          ? {}
+          : { minBodyRate: size(at('minBodyRate'), lim.minBodyRate, 0) }),
       },
     };
   });

@@ -185,6 +185,10 @@ const ListenerLimits = obj(
     idleTimeout: duration('How long an idle keep-alive connection stays open.', '5s'),
     maxHeaderSize: size('Largest request head accepted.', '16KiB'),
     maxBodySize: size('Largest request body accepted; past it the answer is 413.', '10MiB'),
+    minBodyRate: size(
+      'Slowest request body accepted, in bytes per second, once the body has taken longer than headersTimeout (slow POST defence; then 408).',
+      '1KiB',
+    ),
   },
   'Connection and request limits.',
 );
@@ -525,6 +529,14 @@ const Route = obj(
           default: 0,
         }),
         key: template('What is limited.', '{client_ip}'),
+        delay: duration(
+          'Queue a request over the limit for up to this long (like nginx without nodelay) instead of answering 429 at once.',
+        ),
+        failOpen: Type.Boolean({
+          description:
+            'When the shared store (Redis) cannot answer: true lets requests through, false answers 429.',
+          default: true,
+        }),
       },
       'Limit the request rate (429 past it).',
       ['rate'],
@@ -542,6 +554,7 @@ const Route = obj(
         copyHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), {
           description: "Headers copied from the auth service's answer to the request.",
         }),
+        timeout: duration('Time allowed for the auth service to answer (then 504).', '5s'),
       },
       'Delegate authentication to a service.',
       ['url'],
@@ -557,7 +570,16 @@ const Route = obj(
       'HTTP basic authentication.',
       ['users'],
     ),
-    waf: obj({ mode: WafMode }, 'Per-route override of the global waf.', ['mode']),
+    waf: obj(
+      {
+        mode: WafMode,
+        exclude: Type.Array(Type.Integer(), {
+          description: 'Rule ids (built-in or custom) not evaluated on this route.',
+        }),
+      },
+      'Per-route override of the global waf.',
+      ['mode'],
+    ),
     accessLog: toggleOr(
       obj(
         {
@@ -639,6 +661,9 @@ const ConfigObject = obj(
           description: 'Anomaly score at which a request is detected or blocked.',
           default: 5,
         }),
+        exclude: Type.Array(Type.Integer(), {
+          description: 'Rule ids (built-in or custom) not evaluated on any route.',
+        }),
         rules: Type.Array(
           obj(
             {
@@ -653,6 +678,16 @@ const ConfigObject = obj(
                 description: 'Anomaly score added on match.',
                 default: 5,
               }),
+              operator: stringEnum(
+                ['regex', 'contains', 'equals', 'startsWith'],
+                'How pattern is compared with the part.',
+                'regex',
+              ),
+              action: stringEnum(
+                ['score', 'block', 'allow'],
+                'score adds to the anomaly score; block blocks at once; allow skips the WAF.',
+                'score',
+              ),
             },
             'A custom rule.',
             ['id', 'part', 'pattern'],

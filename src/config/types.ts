@@ -19,6 +19,8 @@ export interface ListenerLimits {
   idleTimeoutMs: number;
   maxHeaderSize: number;
   maxBodySize: number;
+  /** Bytes per second; absent means the listener's built-in default. 0 turns the check off. */
+  minBodyRate?: number;
 }
 
 export interface ListenerConfig {

@@ -34,6 +34,26 @@ export const channels = {
   serverEjected: diagnostics_channel.channel('switchyard:health:ejected'),
   /** A request is retried on another server. Message: { ctx, server, attempt }. */
   upstreamRetry: diagnostics_channel.channel('switchyard:upstream:retry'),
+  /**
+   * A request was answered 503 at once because the upstream's circuit breaker is open.
+   * Message: { ctx, upstream, reason: 'maxRequests' | 'maxPending' }.
+   */
+  upstreamShed: diagnostics_channel.channel('switchyard:upstream:shed'),
+  /**
+   * Every server of an upstream is ejected or unhealthy-passive, so ejections are ignored for
+   * this pick (panic mode, as in Envoy). Message: { ctx, upstream }.
+   */
+  upstreamPanic: diagnostics_channel.channel('switchyard:upstream:panic'),
+  /**
+   * The WAF scored a request at or above its threshold (mode detect or block). Message:
+   * WafMatchEvent. Published whether or not the request was blocked.
+   */
+  wafMatch: diagnostics_channel.channel('switchyard:waf:match'),
+  /**
+   * A rate-limit store could not decide (e.g. Redis unreachable or too slow) and the route
+   * failed open or closed. Message: RateLimitStoreErrorEvent.
+   */
+  rateLimitStoreError: diagnostics_channel.channel('switchyard:ratelimit:store-error'),
   /** A request was blocked or flagged by ipFilter, WAF or auth. Message: DeniedEvent. */
   requestDenied: diagnostics_channel.channel('switchyard:request:denied'),
   /**
@@ -54,6 +74,24 @@ export interface CacheResultEvent {
 export interface RateLimitDecisionEvent {
   ctx: RequestContext;
   allowed: boolean;
+}
+
+export interface WafMatchEvent {
+  ctx: import('./context.js').RequestContext;
+  /** Ids of the rules that matched, in evaluation order. */
+  ruleIds: number[];
+  /** The total anomaly score. */
+  score: number;
+  blocked: boolean;
+}
+
+export interface RateLimitStoreErrorEvent {
+  ctx: import('./context.js').RequestContext;
+  /** 'redis' (the memory store never fails). */
+  store: string;
+  /** True when the request was let through (failOpen). */
+  failedOpen: boolean;
+  error: string;
 }
 
 export interface HealthChangeEvent {

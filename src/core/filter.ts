@@ -34,6 +34,11 @@ export interface FilterFactory {
   readonly key: string;
   readonly order: number;
   create(config: unknown, deps: FilterDeps, route: { name: string }): Filter;
+  /**
+   * For features with a global section (e.g. `waf`): the value to create the filter with on a
+   * route that does not set `key`, or undefined to leave such routes without it.
+   */
+  defaultConfig?(globals: Record<string, unknown>): unknown;
 }
 
 /** Builds the chain once. With no filters the terminal handler is returned unchanged. */
