@@ -270,3 +270,30 @@ test('100-continue: the client gets 100 before sending, then the proxied answer'
   assert.equal(last().headers.expect, undefined, 'Expect is answered by the proxy, not forwarded');
   assert.equal(last().body.toString(), '12345');
 });
+
+test('absolute-form targets: the authority replaces Host and the upstream gets origin-form', async () => {
+  const { rawRequest } = await import('./helpers.mjs');
+  const out = await rawRequest(
+    proxy.port,
+    'GET http://Example.com/abs/path?q=1 HTTP/1.1\r\nHost: ignored.test\r\nConnection: close\r\n\r\n',
+  );
+  assert.match(out, /^HTTP\/1\.1 200/);
+  assert.equal(last().url, '/abs/path?q=1');
+  assert.equal(last().headers.host, 'Example.com');
+});
+
+test('HTTP/1.0 without Host: the upstream gets its own authority as Host', async () => {
+  const { rawRequest } = await import('./helpers.mjs');
+  const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app }]
+`);
+  try {
+    const out = await rawRequest(p.port, 'GET /v10 HTTP/1.0\r\n\r\n');
+    assert.match(out, /^HTTP\/1\.1 200/);
+    assert.equal(last().headers.host, `127.0.0.1:${origin.port}`);
+  } finally {
+    await p.close();
+  }
+});

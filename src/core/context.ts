@@ -109,9 +109,19 @@ export class RequestContext {
     this.clientResponse = res;
     this.listener = listener;
     this.method = req.method ?? 'GET';
-    const host = req.headers.host;
-    this.host = host ?? '';
-    const url = req.url ?? '/';
+    let host = req.headers.host ?? '';
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47 /* '/' */) {
+      // RFC 9112 §3.2.2: for an absolute-form target the authority in it replaces Host, and
+      // the upstream gets the origin-form.
+      const absolute = ABSOLUTE_FORM.exec(url);
+      if (absolute !== null) {
+        host = absolute[1];
+        url = absolute[2] || '/';
+        if (url.charCodeAt(0) === 63 /* '?' */) url = `/${url}`;
+      }
+    }
+    this.host = host;
     const q = url.indexOf('?');
     if (q === -1) {
       this.path = url;
@@ -200,6 +210,8 @@ export class RequestContext {
     this.respond(status, headers, page ?? errorBody(code, this.requestId));
   }
 }
+
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)/i;
 
 function parseCookies(header: string | undefined): Map<string, string> {
   const map = new Map<string, string>();
