@@ -624,3 +624,19 @@ test('stores that need other keys: redis, disk path; TLS needs a certificate or 
     ),
   );
 });
+
+test('respond.headers placeholders are checked, and Host cannot be removed', async () => {
+  const { loadConfigText, formatIssue } = await import('../dist/config/index.js');
+  const { issues } = loadConfigText(
+    'listeners: [{ name: web, address: ":0" }]\nroutes:\n  - respond: { headers: { X-A: "{hots}" } }\n    requestHeaders: { remove: [Host] }\n',
+  );
+  const lines = issues.map(formatIssue);
+  assert.ok(
+    lines.some((l) => l.startsWith('routes[0].respond.headers.X-A: ')),
+    lines.join('\n'),
+  );
+  assert.ok(
+    lines.some((l) => l.startsWith('routes[0].requestHeaders.remove: Host cannot be removed')),
+    lines.join('\n'),
+  );
+});

@@ -297,3 +297,50 @@ routes: [{ upstream: app }]
     await p.close();
   }
 });
+
+test('requestHeaders may set Host and replace or remove the X-Forwarded-* the proxy adds', async () => {
+  const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes:
+  - upstream: app
+    requestHeaders: { set: { Host: "internal.{host}", X-Request-Id: "fixed" }, remove: [X-Forwarded-Host] }
+`);
+  try {
+    const res = await request(`${p.url}/h`, { headers: { host: 'pub.test' } });
+    assert.equal(res.status, 200);
+    const h = last().headers;
+    assert.equal(h.host, 'internal.pub.test');
+    assert.equal(h['x-request-id'], 'fixed');
+    assert.equal(h['x-forwarded-host'], undefined);
+    assert.equal(h['x-forwarded-for'], '127.0.0.1');
+  } finally {
+    await p.close();
+  }
+});
+
+test('behind a trusted proxy, X-Forwarded-For is extended by the peer and the request id is kept', async () => {
+  const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+trustedProxies: [127.0.0.1/32]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app, responseHeaders: { set: { X-Client: "{client_ip}" } } }]
+`);
+  try {
+    const res = await request(`${p.url}/t`, {
+      headers: {
+        'x-forwarded-for': '203.0.113.7',
+        'x-request-id': 'abc-123',
+        'x-forwarded-proto': 'https',
+      },
+    });
+    assert.equal(res.headers['x-client'], '203.0.113.7');
+    assert.equal(res.headers['x-request-id'], 'abc-123');
+    const h = last().headers;
+    assert.equal(h['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+    assert.equal(h['x-forwarded-proto'], 'https');
+    assert.equal(h['x-request-id'], 'abc-123');
+  } finally {
+    await p.close();
+  }
+});

@@ -124,6 +124,17 @@ function checkUpstreams(raw: RawConfig, config: Config, issues: IssueCollector):
       checkTemplateAt(at('hashKey'), rawUpstream.hashKey, issues);
     if (rawUpstream?.hostHeader !== undefined)
       checkTemplateAt(at('hostHeader'), rawUpstream.hostHeader, issues);
+    const checkBody = rawUpstream?.healthCheck?.body;
+    if (checkBody !== undefined) {
+      try {
+        new RegExp(checkBody);
+      } catch (e) {
+        issues.add(
+          at('healthCheck', 'body'),
+          `invalid regular expression: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}`,
+        );
+      }
+    }
   }
 }
 
@@ -187,6 +198,15 @@ function checkRoutes(raw: RawConfig, config: Config, issues: IssueCollector): vo
     }
     if (r.redirect !== undefined)
       checkTemplateAt(at('redirect', 'location'), r.redirect.location, issues);
+    for (const [name, value] of Object.entries(r.respond?.headers ?? {})) {
+      checkTemplateAt(at('respond', 'headers', name), value, issues);
+    }
+    if (r.requestHeaders?.remove?.some((n) => n.toLowerCase() === 'host')) {
+      issues.add(
+        at('requestHeaders', 'remove'),
+        "Host cannot be removed (HTTP/1.1 requires it); use the upstream's hostHeader to change it",
+      );
+    }
     if (r.rateLimit?.key !== undefined)
       checkTemplateAt(at('rateLimit', 'key'), r.rateLimit.key, issues);
     if (typeof r.cache === 'object' && r.cache.key !== undefined) {

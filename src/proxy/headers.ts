@@ -38,6 +38,8 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
 export interface CompiledHeaderOps {
   /** Lowercased names whose incoming values are dropped (remove + set). */
   drop: Set<string>;
+  /** `set: { Host: ... }` replaces the Host sent upstream (like the upstream's hostHeader). */
+  host: Template | null;
   /** Name (as configured) and value template, appended after the incoming headers. */
   append: Array<[string, Template]>;
 }
@@ -70,7 +72,7 @@ export function buildUpstreamRequestHeaders(
   const raw = ctx.req.rawHeaders;
   const tokens = connectionTokens(ctx.req.headers.connection);
   const drop = opts.ops?.drop;
-  const out: string[] = ['host', opts.host];
+  const out: string[] = ['host', opts.ops?.host ? opts.ops.host(ctx) : opts.host];
   let forwardedFor = '';
   let forwardedProto = '';
   let forwardedHost = '';
@@ -96,16 +98,16 @@ export function buildUpstreamRequestHeaders(
     if (drop !== undefined && drop.has(lower)) continue;
     out.push(name, raw[i + 1]);
   }
-  out.push(
-    'x-forwarded-for',
-    forwardedFor ? `${forwardedFor}, ${ctx.clientIp}` : ctx.clientIp,
-    'x-forwarded-proto',
-    forwardedProto || ctx.scheme,
-    'x-forwarded-host',
-    forwardedHost || ctx.host,
-    'x-request-id',
-    ctx.requestId,
-  );
+  // Behind a trusted proxy the list grows by the address that connected to us (the hop we
+  // saw), not by the client address derived from the list, which is already in it.
+  const hop = forwardedFor ? peerOf(ctx) : ctx.clientIp;
+  if (drop === undefined || !drop.has('x-forwarded-for'))
+    out.push('x-forwarded-for', forwardedFor ? `${forwardedFor}, ${hop}` : hop);
+  if (drop === undefined || !drop.has('x-forwarded-proto'))
+    out.push('x-forwarded-proto', forwardedProto || ctx.scheme);
+  if (drop === undefined || !drop.has('x-forwarded-host'))
+    out.push('x-forwarded-host', forwardedHost || ctx.host);
+  if (drop === undefined || !drop.has('x-request-id')) out.push('x-request-id', ctx.requestId);
   if (ctx.traceparent !== null) out.push('traceparent', ctx.traceparent);
   if (ctx.extraUpstreamHeaders !== null) {
     for (const name in ctx.extraUpstreamHeaders) out.push(name, ctx.extraUpstreamHeaders[name]);
@@ -114,6 +116,11 @@ export function buildUpstreamRequestHeaders(
     for (const [name, template] of opts.ops.append) out.push(name, template(ctx));
   }
   return out;
+}
+
+function peerOf(ctx: RequestContext): string {
+  const address = ctx.req.socket.remoteAddress ?? '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 export interface ResponseRewrite {
@@ -195,8 +202,15 @@ export function compileRequestHeaderOps(
   const addNames = Object.keys(ops.add);
   if (setNames.length === 0 && addNames.length === 0 && ops.remove.length === 0) return null;
   const drop = new Set([...ops.remove, ...setNames].map((n) => n.toLowerCase()));
+  drop.delete('host');
   const append: Array<[string, Template]> = [];
-  for (const name of setNames) append.push([name, compile(ops.set[name])]);
-  for (const name of addNames) append.push([name, compile(ops.add[name])]);
-  return { drop, append };
+  let host: Template | null = null;
+  for (const name of setNames) {
+    if (name.toLowerCase() === 'host') host = compile(ops.set[name]);
+    else append.push([name, compile(ops.set[name])]);
+  }
+  for (const name of addNames) {
+    if (name.toLowerCase() !== 'host') append.push([name, compile(ops.add[name])]);
+  }
+  return { drop, append, host };
 }
