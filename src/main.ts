@@ -3,13 +3,16 @@ import type { FilterFactory } from './core/filter.js';
 import { compressionFeature } from './filters/compression/index.js';
 import { responseHeadersFeature } from './filters/response-headers/index.js';
 import { rateLimitFeature } from './filters/ratelimit/index.js';
+import { ipFilterFeature } from './filters/ipfilter/index.js';
+import { basicAuthFeature } from './filters/basic-auth/index.js';
+import { forwardAuthFeature } from './filters/forward-auth/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
 import { HostRegistry } from './upstream/registry.js';
 
 /** The features this build ships, in no particular order (each carries its chain position). */
-export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, compressionFeature];
+export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, compressionFeature];
 
 export interface StartOptions {
   log?: LogFn;

@@ -12,6 +12,7 @@ export interface ErrorSpec {
 
 export const ERRORS = {
   BAD_REQUEST: { status: 400, text: 'Bad Request' },
+  UNAUTHORIZED: { status: 401, text: 'Unauthorized' },
   FORBIDDEN: { status: 403, text: 'Forbidden' },
   ROUTE_NOT_FOUND: { status: 404, text: 'Not Found' },
   REQUEST_TIMEOUT: { status: 408, text: 'Request Timeout' },
