@@ -10,6 +10,7 @@ import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
 import { HostRegistry } from './upstream/registry.js';
+import { HealthManager } from './health/index.js';
 
 /** The features this build ships, in no particular order (each carries its chain position). */
 export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, compressionFeature];
@@ -28,6 +29,8 @@ export class Switchyard {
   runtime: Runtime;
   readonly listeners = new Map<string, Listener>();
   private readonly hosts = new HostRegistry();
+  /** Active health checkers of the current runtime's upstreams (state lives on the hosts). */
+  readonly health: HealthManager;
   private readonly shared = new Map<string, unknown>();
   private readonly log: LogFn;
   private readonly announce: boolean;
@@ -37,6 +40,8 @@ export class Switchyard {
     this.log = options.log ?? createStderrLogger();
     this.announce = options.announce ?? true;
     this.runtime = this.buildRuntime(config);
+    this.health = new HealthManager({ log: this.log });
+    this.health.update(this.runtime.groups.values());
   }
 
   static async start(config: Config, options: StartOptions = {}): Promise<Switchyard> {
@@ -124,6 +129,7 @@ export class Switchyard {
       throw err;
     }
     this.runtime = next;
+    this.health.update(next.groups.values());
     for (const [listener, listenerConfig] of updated) {
       const needsRestart = listener.update(listenerConfig);
       if (needsRestart.length > 0) {
@@ -147,6 +153,7 @@ export class Switchyard {
   /** Stops accepting, finishes in-flight requests up to `timeoutMs`, then closes everything. */
   stop(timeoutMs = this.runtime.config.shutdownTimeoutMs): Promise<void> {
     this.stopping ??= (async () => {
+      this.health.stop();
       await Promise.all([...this.listeners.values()].map((l) => l.drain(timeoutMs)));
       await this.runtime.close();
       await this.hosts.destroy();

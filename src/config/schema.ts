@@ -240,8 +240,18 @@ const Server = obj(
 const HealthCheck = obj(
   {
     path: Type.String({ description: 'Path requested on each server.', default: '/' }),
+    method: stringEnum(['GET', 'HEAD', 'OPTIONS'], 'Method of the check request.', 'GET'),
+    host: Type.String({
+      description: "Host header of the check request. Default: the server's host:port.",
+    }),
     interval: duration('Time between checks.', '5s'),
     timeout: duration('Time allowed for one check.', '2s'),
+    jitter: duration(
+      'Random spread added to each interval (plus or minus) so checks do not line up. Default: a tenth of interval.',
+    ),
+    body: Type.String({
+      description: 'Regular expression the first 64 KiB of the response body must match.',
+    }),
     healthyThreshold: Type.Integer({
       minimum: 1,
       description: 'Consecutive passes that mark a server healthy.',
@@ -270,7 +280,23 @@ const PassiveHealth = obj(
       default: 3,
     }),
     window: duration('Window in which failures are counted.', '10s'),
-    ejectFor: duration('How long an ejected server is left out.', '30s'),
+    ejectFor: duration(
+      'How long an ejected server is left out; multiplied by the number of recent ejections.',
+      '30s',
+    ),
+    maxEjectFor: duration('Longest ejection, however often a server is ejected.', '5m'),
+    maxEjectionPercent: Type.Integer({
+      minimum: 0,
+      maximum: 100,
+      description:
+        'Most servers (in percent, but always at least one) ejected at once; the last serving one never is.',
+      default: 50,
+    }),
+    failOn5xx: Type.Boolean({
+      description:
+        'Count 5xx responses as failures too (connect errors, resets and timeouts always are).',
+      default: false,
+    }),
   },
   'Passive health: eject servers that fail real requests.',
 );
@@ -333,6 +359,33 @@ const Upstream = obj(
           description: 'Extra attempts on another server, only when safe.',
           default: 2,
         }),
+        budget: Type.Number({
+          minimum: 0,
+          maximum: 1,
+          description:
+            'Share of requests that may be retried (0.2: one retry per five requests), plus a reserve of 10.',
+          default: 0.2,
+        }),
+        retryOn: Type.Array(
+          Type.Union(
+            [
+              Type.Literal('connect-failure'),
+              Type.Literal('reset'),
+              Type.Literal('timeout'),
+              Type.Integer({ minimum: 500, maximum: 599 }),
+            ],
+            { errorMessage: 'expected connect-failure, reset, timeout or a 5xx status' },
+          ),
+          {
+            description:
+              'Failures that are retried. Only connect-failure is retried for non-idempotent methods.',
+            default: ['connect-failure', 'reset', 'timeout', 502, 503, 504],
+          },
+        ),
+        maxBodySize: size(
+          'Request bodies up to this size (with Content-Length) are buffered so they can be retried; larger ones are streamed and never retried.',
+          '64KiB',
+        ),
       },
       'Retry failed requests on another server.',
     ),
@@ -348,6 +401,10 @@ const Upstream = obj(
           description: 'Requests waiting for a connection at once.',
           default: 100,
         }),
+        maxConnections: Type.Integer({
+          minimum: 1,
+          description: 'Connections to each server at once; more requests wait (see maxPending).',
+        }),
       },
       'Shed load when the upstream is saturated.',
     ),
@@ -358,6 +415,11 @@ const Upstream = obj(
           description: 'Cookie that remembers the chosen server.',
           default: 'sy_srv',
         }),
+        secret: Type.String({
+          description:
+            'Key for the opaque server ids in the cookie; set one (e.g. from ${ENV}) so ids cannot be guessed from candidate addresses.',
+        }),
+        maxAge: duration('Cookie lifetime. Default: a session cookie.'),
       },
       'Session affinity.',
     ),

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/events.js';
 import type { RequestContext } from '../core/context.js';
-import { ProxyError, type ErrorCode } from '../core/errors.js';
+import { errorBody, ProxyError, type ErrorCode } from '../core/errors.js';
 import type { Handler } from '../core/filter.js';
 import type { Template } from '../core/template.js';
 import type { UpstreamGroup } from '../upstream/group.js';
@@ -72,13 +72,58 @@ async function* limitBody(body: AsyncIterable<Buffer>, max: number): AsyncGenera
   }
 }
 
+/** Methods whose requests may be sent twice (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Why an attempt failed, in the terms of `retries.retryOn`. */
+type FailureKind = 'connect-failure' | 'reset' | 'timeout';
+
+/** Aborts an attempt whose response is thrown away because the request is retried. */
+class DiscardedAttemptError extends Error {
+  constructor() {
+    super('upstream response discarded for a retry');
+  }
+}
+
+/**
+ * The circuit breaker: past maxRequests in flight or maxPending waiting for a connection, a
+ * request is answered 503 with Retry-After at once instead of joining an unbounded queue.
+ */
+function shedByBreaker(ctx: RequestContext, group: UpstreamGroup): boolean {
+  const limits = group.breaker!;
+  const state = group.state;
+  const reason =
+    state.activeRequests >= limits.maxRequests
+      ? 'maxRequests'
+      : state.pendingRequests >= limits.maxPending
+        ? 'maxPending'
+        : null;
+  if (reason === null) return false;
+  state.shedRequests++;
+  ctx.upstreamName = group.name;
+  if (channels.upstreamShed.hasSubscribers)
+    channels.upstreamShed.publish({ ctx, upstream: group.name, reason });
+  ctx.respond(
+    503,
+    {
+      'content-type': 'text/plain; charset=utf-8',
+      'cache-control': 'no-store',
+      'retry-after': '1',
+    },
+    errorBody('NO_HEALTHY_UPSTREAM', ctx.requestId),
+  );
+  return true;
+}
+
 /**
  * The terminal step for routes with an upstream: pick a host, stream the request to it through
  * its undici pool, and stream the response back with backpressure in both directions.
  */
 export function createForwardHandler(options: ForwardOptions): Handler {
+  const group = options.group;
   return (ctx: RequestContext) => {
-    const host = options.group.selectHost(ctx);
+    if (group.breaker !== null && shedByBreaker(ctx, group)) return;
+    const host = group.selectHost(ctx);
     if (host === undefined) {
       ctx.upstreamName = options.group.name;
       ctx.sendError('NO_HEALTHY_UPSTREAM');
@@ -89,16 +134,38 @@ export function createForwardHandler(options: ForwardOptions): Handler {
 }
 
 /**
- * One request/response exchange with one upstream host. Implements undici's dispatch handler
+ * One request/response exchange with the upstream. Implements undici's dispatch handler
  * (the raw-header variant, so headers are converted once, straight into what Node writes).
+ *
+ * With `retries`, a failed attempt is re-dispatched (same handler, same headers, a replayable
+ * body) to another host from onError/onHeaders, always before any response byte reached the
+ * client. Without retries, health or a breaker, the extra work is a few `null` comparisons.
  */
 class UpstreamExchange implements Dispatcher.DispatchHandler {
   private readonly ctx: RequestContext;
-  private readonly host: Host;
+  /** The host of the current attempt (changes when the request is retried). */
+  private host: Host;
+  private readonly group: UpstreamGroup;
   private readonly options: ForwardOptions;
   private abortUpstream: ((err?: Error) => void) | null = null;
   private done = false;
   private responseStarted = false;
+  /** Attempts left; 0 unless retries are on and the body can be replayed. */
+  private attemptsLeft: number;
+  /** The current attempt counts in host.activeRequests (and the breaker's counts). */
+  private attemptActive = false;
+  /** The current attempt reached a connection (undici called onConnect). */
+  private connected = false;
+  /** The current attempt counts in the breaker's pendingRequests. */
+  private pending = false;
+  /** The request counts in the breaker's activeRequests. */
+  private counted = false;
+  /** Set while an attempt is aborted on purpose, so its onError is ignored. */
+  private discarding = false;
+  private attemptStart = 0;
+  private target = '';
+  private headers: string[] | null = null;
+  private body: Dispatcher.DispatchOptions['body'] = null;
   private resume: (() => void) | null = null;
   private sendTimer: NodeJS.Timeout | null = null;
   private readonly onDrain = () => {
@@ -108,11 +175,13 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   constructor(ctx: RequestContext, host: Host, options: ForwardOptions) {
     this.ctx = ctx;
     this.host = host;
+    this.group = options.group;
     this.options = options;
+    this.attemptsLeft = this.group.retries === null ? 0 : this.group.retries.attempts;
   }
 
   start(): void {
-    const { ctx, host, options } = this;
+    const { ctx, host } = this;
     ctx.upstreamName = host.upstream;
     ctx.upstreamServer = host.origin;
     const maxBody = ctx.listener.maxBodySize;
@@ -123,38 +192,147 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
         ctx.sendError('BODY_TOO_LARGE');
         return;
       }
+      if (
+        this.attemptsLeft > 0 &&
+        declared !== undefined &&
+        Number(declared) <= this.group.retries!.maxBodySize
+      ) {
+        // Small bodies are read whole first, so another attempt can send them again.
+        ctx.clientResponse.once('close', this.onClientClose);
+        this.bufferBody();
+        return;
+      }
+      // A streamed body is consumed by the first attempt: it cannot be retried.
+      this.attemptsLeft = 0;
       body = declared === undefined ? (limitBody(ctx.req, maxBody) as never) : ctx.req;
     }
+    ctx.clientResponse.once('close', this.onClientClose);
+    this.begin(body);
+  }
+
+  private bufferBody(): void {
+    const req = this.ctx.req;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    });
+    req.once('end', () => {
+      if (!this.done) this.begin(Buffer.concat(chunks, size));
+    });
+  }
+
+  private begin(body: Dispatcher.DispatchOptions['body']): void {
+    const { ctx, options, group } = this;
     const target = options.rewriteTarget === null ? ctx.upstreamTarget : options.rewriteTarget(ctx);
     ctx.upstreamTarget = target;
-    const headers = buildUpstreamRequestHeaders(ctx, {
+    this.target = target;
+    this.headers = buildUpstreamRequestHeaders(ctx, {
       trusted: options.isTrustedPeer(ctx),
-      host: options.hostHeader === null ? ctx.host : options.hostHeader(ctx),
+      // An HTTP/1.0 client may send no Host: the upstream then gets its own authority.
+      host: options.hostHeader === null ? ctx.host || this.host.authority : options.hostHeader(ctx),
       ops: options.requestHeaderOps,
     });
+    this.body = body;
+    if (group.breaker !== null) {
+      group.state.activeRequests++;
+      this.counted = true;
+    }
+    if (group.retries !== null) group.state.depositRetryToken(group.retries.budget);
+    if (body !== null && !Buffer.isBuffer(body) && options.sendTimeoutMs > 0) this.armSendTimer();
+    this.dispatch();
+  }
+
+  /** Sends the current attempt to `this.host`. */
+  private dispatch(): void {
+    const { ctx, host, options, group } = this;
     host.activeRequests++;
     host.totalRequests++;
+    this.attemptActive = true;
+    this.connected = false;
+    if (group.breaker !== null) {
+      group.state.pendingRequests++;
+      this.pending = true;
+    }
+    if (group.latency !== null) this.attemptStart = group.clock.now();
     ctx.upstreamStartTime = performance.now();
-    ctx.clientResponse.once('close', this.onClientClose);
-    if (body !== null && options.sendTimeoutMs > 0) this.armSendTimer();
     try {
       host.pool.dispatch(
         {
-          path: target,
+          path: this.target,
           method: ctx.method as Dispatcher.HttpMethod,
-          headers,
-          body,
+          headers: this.headers!,
+          body: this.body,
           headersTimeout: options.readTimeoutMs,
           bodyTimeout: options.readTimeoutMs,
-          // A request we stream from a client cannot be replayed; never let undici retry it.
+          // Retries are decided here, with the proxy's rules; never let undici retry.
           idempotent: false,
           blocking: false,
         },
         this,
       );
     } catch (err) {
-      this.fail(err as Error);
+      this.onError(err as Error);
     }
+  }
+
+  /** Ends the current attempt's share of the counters. */
+  private releaseAttempt(): void {
+    if (!this.attemptActive) return;
+    this.attemptActive = false;
+    this.host.activeRequests--;
+    if (this.pending) {
+      this.pending = false;
+      this.group.state.pendingRequests--;
+    }
+  }
+
+  /** Whether a failure of this kind may be retried for this request (attempts left aside). */
+  private mayRetry(kind: FailureKind | number): boolean {
+    const retries = this.group.retries!;
+    // Nothing reached the server: safe for any method.
+    if (kind === 'connect-failure') return retries.connectFailure;
+    if (!IDEMPOTENT.has(this.ctx.method)) return false;
+    if (kind === 'reset') return retries.reset;
+    if (kind === 'timeout') return retries.timeout;
+    return retries.statuses.has(kind);
+  }
+
+  /**
+   * Moves the request to another host: never the one that just failed, only within the retry
+   * budget, and only while no response byte went to the client. False when it cannot.
+   */
+  private retry(kind: FailureKind | number): boolean {
+    const ctx = this.ctx;
+    const failed = this.host;
+    const next = this.group.selectHost(ctx, failed);
+    if (next === undefined || !this.group.state.withdrawRetryToken()) return false;
+    const abort = this.abortUpstream;
+    this.abortUpstream = null;
+    this.releaseAttempt();
+    if (abort !== null) {
+      // Throw the failed attempt's response away; its onError arrives synchronously.
+      this.discarding = true;
+      abort(new DiscardedAttemptError());
+      this.discarding = false;
+    }
+    this.attemptsLeft--;
+    ctx.retries++;
+    if (channels.upstreamRetry.hasSubscribers)
+      channels.upstreamRetry.publish({
+        ctx,
+        upstream: this.group.name,
+        server: failed.origin,
+        next: next.origin,
+        attempt: ctx.retries,
+        reason: String(kind),
+      });
+    this.host = next;
+    next.totalRetries++;
+    ctx.upstreamServer = next.origin;
+    this.dispatch();
+    return true;
   }
 
   private readonly onClientClose = () => {
@@ -182,6 +360,11 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     this.abortUpstream = abort;
+    this.connected = true;
+    if (this.pending) {
+      this.pending = false;
+      this.group.state.pendingRequests--;
+    }
     if (this.done) abort(new Error('client closed the connection'));
   }
 
@@ -193,13 +376,26 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     if (this.done) return false;
     if (status < 200) {
-      if (status === 103) this.forwardEarlyHints(rawHeaders);
+      if (status === 103) {
+        // Early hints reach the client: from here on the request can no longer be retried.
+        this.attemptsLeft = 0;
+        this.forwardEarlyHints(rawHeaders);
+      }
       return true;
+    }
+    const group = this.group;
+    if (group.latency !== null)
+      group.latency.observe!(this.host, group.clock.now() - this.attemptStart, false);
+    if (group.passive !== null) group.passive.onResponse(this.host, status);
+    if (status >= 500) {
+      this.host.totalFailures++;
+      if (this.attemptsLeft > 0 && this.mayRetry(status) && this.retry(status)) return false;
     }
     this.responseStarted = true;
     ctx.upstreamHeadersTime = performance.now();
     this.clearSendTimer();
     const headers = buildClientResponseHeaders(ctx, rawHeaders, this.host);
+    if (group.sticky !== null) group.sticky.pin(ctx, this.host, headers);
     ctx.writeHead(status, headers);
     this.resume = resume;
     return true;
@@ -243,7 +439,29 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    if (this.done) return;
+    if (this.done || this.discarding) return;
+    const group = this.group;
+    if (!(err instanceof BodyTooLargeError)) {
+      const host = this.host;
+      host.totalFailures++;
+      if (group.passive !== null) group.passive.onFailure(host);
+      if (group.latency !== null)
+        group.latency.observe!(host, group.clock.now() - this.attemptStart, true);
+      if (this.attemptsLeft > 0 && !this.responseStarted) {
+        const code = (err as Error & { code?: string }).code;
+        const kind: FailureKind = !this.connected
+          ? 'connect-failure'
+          : code === 'UND_ERR_HEADERS_TIMEOUT'
+            ? 'timeout'
+            : 'reset';
+        if (this.mayRetry(kind)) {
+          if (channels.upstreamAttempt.hasSubscribers)
+            channels.upstreamAttempt.publish({ ctx: this.ctx, server: host.origin, error: err });
+          this.abortUpstream = null;
+          if (this.retry(kind)) return;
+        }
+      }
+    }
     this.fail(err);
   }
 
@@ -267,7 +485,11 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   private finish(): void {
     this.done = true;
-    this.host.activeRequests--;
+    this.releaseAttempt();
+    if (this.counted) {
+      this.counted = false;
+      this.group.state.activeRequests--;
+    }
     this.clearSendTimer();
     this.resume = null;
   }

@@ -14,8 +14,9 @@ export function createRoundRobin(): Balancer {
       for (let i = 0; i < hosts.length; i++) {
         const host = hosts[i];
         if (!host.available || host === exclude) continue;
-        host.lbState += host.weight;
-        total += host.weight;
+        const weight = host.effectiveWeight;
+        host.lbState += weight;
+        total += weight;
         if (best === undefined || host.lbState > best.lbState) best = host;
       }
       if (best !== undefined) best.lbState -= total;
