@@ -1,5 +1,6 @@
 import type { Config, ListenerConfig } from './config/types.js';
 import type { FilterFactory } from './core/filter.js';
+import { cacheFeature } from './filters/cache/index.js';
 import { compressionFeature } from './filters/compression/index.js';
 import { responseHeadersFeature } from './filters/response-headers/index.js';
 import { rateLimitFeature } from './filters/ratelimit/index.js';
@@ -13,7 +14,7 @@ import { HostRegistry } from './upstream/registry.js';
 import { HealthManager } from './health/index.js';
 
 /** The features this build ships, in no particular order (each carries its chain position). */
-export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, compressionFeature];
+export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, compressionFeature, cacheFeature];
 
 export interface StartOptions {
   log?: LogFn;

@@ -480,7 +480,23 @@ const RouteCache = obj(
     ttl: duration('Freshness when the response does not say.', '1m'),
     staleWhileRevalidate: duration('Serve stale while revalidating for this long.'),
     staleIfError: duration('Serve stale when the upstream fails for this long.'),
-    key: template('Cache key.', '{method}{host}{uri}'),
+    key: template('Cache key. Default: method, scheme, host, path and query.'),
+    query: obj(
+      {
+        sort: Type.Boolean({
+          description: 'Sort query parameters by name in the key.',
+          default: false,
+        }),
+        drop: Type.Array(Type.String(), {
+          description: 'Query parameters left out of the key; `utm_*` matches a prefix.',
+        }),
+      },
+      'How the query string enters the cache key.',
+    ),
+    collapseTimeout: duration(
+      'How long concurrent misses wait for the first one; 0s turns collapsing off.',
+      '5s',
+    ),
   },
   'Cache settings.',
 );
@@ -692,6 +708,11 @@ const ConfigObject = obj(
         store: stringEnum(['memory', 'disk', 'redis'], 'Where responses are stored.', 'memory'),
         maxSize: size('Largest total size of the store.', '256MiB'),
         path: Type.String({ description: 'Directory for the disk store.' }),
+        maxObjectSize: size('Larger responses stream through uncached.', '8MiB'),
+        redisMaxBodySize: size(
+          'Bodies larger than this stay in local memory (redis store).',
+          '1MiB',
+        ),
       },
       'The cache shared by every route with cache on.',
     ),

@@ -116,7 +116,11 @@ export interface DeniedEvent {
   by: string;
 }
 
-export type CachePurgeRequest = { url: string } | { prefix: string } | { all: true };
+export type CachePurgeRequest =
+  | { url: string }
+  | { prefix: string }
+  | { tag: string }
+  | { all: true };
 
 export interface CachePurgeEvent {
   purge: CachePurgeRequest;
