@@ -157,16 +157,17 @@ test('retryOn narrows what is retried', async () => {
     res.end();
   });
   const good = await origin('good');
-  const p = await proxy([bad.url, good.url], 'retries: { attempts: 1, retryOn: [connect-failure, 502] }');
+  const p = await proxy(
+    [bad.url, good.url],
+    'retries: { attempts: 1, retryOn: [connect-failure, 502] }',
+  );
   assert.equal((await request(`${p.url}/x`)).status, 503);
 });
 
 test('a server killed mid-traffic causes zero failed GETs', async () => {
   const names = ['a', 'b', 'c'];
   const origins = await Promise.all(
-    names.map((n) =>
-      origin(n, (req, res) => setTimeout(() => res.end(n), 5)),
-    ),
+    names.map((n) => origin(n, (req, res) => setTimeout(() => res.end(n), 5))),
   );
   const p = await proxy(
     origins.map((o) => o.url),
