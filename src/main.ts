@@ -7,6 +7,7 @@ import { rateLimitFeature } from './filters/ratelimit/index.js';
 import { ipFilterFeature } from './filters/ipfilter/index.js';
 import { basicAuthFeature } from './filters/basic-auth/index.js';
 import { forwardAuthFeature } from './filters/forward-auth/index.js';
+import { wafFeature } from './filters/waf/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
@@ -14,7 +15,7 @@ import { HostRegistry } from './upstream/registry.js';
 import { HealthManager } from './health/index.js';
 
 /** The features this build ships, in no particular order (each carries its chain position). */
-export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, compressionFeature, cacheFeature];
+export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, wafFeature, compressionFeature, cacheFeature];
 
 export interface StartOptions {
   log?: LogFn;
