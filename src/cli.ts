@@ -8,6 +8,7 @@ import {
   type Config,
 } from './config/index.js';
 import { runDemo } from './demo.js';
+import type { ReloadResult } from './admin/server.js';
 import { Switchyard } from './main.js';
 import { createStderrLogger } from './observability/logger.js';
 
@@ -25,7 +26,8 @@ Options:
   -h, --help               show this help
   -v, --version            print the version
 
-Signals (run): SIGHUP reloads the config; SIGTERM/SIGINT drain in-flight requests and exit.
+Signals (run): SIGHUP reloads the config; SIGUSR1 reopens the access log file;
+SIGTERM/SIGINT drain in-flight requests and exit.
 Docs: docs/README.md in the package.
 `;
 
@@ -50,46 +52,58 @@ async function run(configPath: string): Promise<number> {
   const config = await loadOrReport(configPath);
   if (!config) return 1;
   const log = createStderrLogger();
-  let proxy: Switchyard;
-  try {
-    proxy = await Switchyard.start(config, { log });
-  } catch (err) {
-    process.stderr.write(`switchyard: ${(err as Error).message}\n`);
-    return 1;
-  }
-  installCrashGuards(log);
+  let proxy: Switchyard | undefined;
   let current = config;
-  let reloading = false;
-  process.on('SIGHUP', () => {
-    if (reloading) return;
-    reloading = true;
-    void (async () => {
+  // SIGHUP and POST /api/reload share this path; reloads run one after another.
+  let reloadQueue: Promise<unknown> = Promise.resolve();
+  const reloadFromFile = (): Promise<ReloadResult> => {
+    const attempt = reloadQueue.then(async (): Promise<ReloadResult> => {
+      if (!proxy) return { ok: false, errors: ['switchyard is still starting'] };
       try {
         const { config: next, issues } = await loadConfigFile(configPath);
         if (!next || issues.length > 0) {
+          const errors = issues.map(formatIssue);
+          if (errors.length === 0) errors.push(`${configPath}: could not be loaded`);
           log('error', 'reload refused: the new config is invalid; the old one keeps serving', {
-            issues: issues.map(formatIssue),
+            issues: errors,
           });
-          return;
+          proxy.observability.recordReload(false);
+          return { ok: false, errors };
         }
         await proxy.reload(next);
-        log('info', 'config reloaded', { changes: diffConfigs(current, next) });
+        const changes = diffConfigs(current, next);
+        log('info', 'config reloaded', { changes });
         current = next;
+        proxy.observability.recordReload(true);
+        return { ok: true, changes };
       } catch (err) {
         log('error', 'reload failed; the old config keeps serving', {
           error: (err as Error).message,
         });
-      } finally {
-        reloading = false;
+        proxy.observability.recordReload(false);
+        return { ok: false, errors: [(err as Error).message] };
       }
-    })();
-  });
+    });
+    reloadQueue = attempt;
+    return attempt;
+  };
+  try {
+    proxy = await Switchyard.start(config, { log, reload: reloadFromFile });
+  } catch (err) {
+    process.stderr.write(`switchyard: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const running = proxy;
+  installCrashGuards(log);
+  process.on('SIGHUP', () => void reloadFromFile());
+  // Log rotation: the access log file is opened again by name.
+  process.on('SIGUSR1', () => running.reopenLogs());
   return await new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       log('info', `${signal} received: draining in-flight requests`, {
         timeoutMs: current.shutdownTimeoutMs,
       });
-      void proxy.stop(current.shutdownTimeoutMs).then(() => resolve(0));
+      void running.stop(current.shutdownTimeoutMs).then(() => resolve(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

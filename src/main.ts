@@ -1,3 +1,6 @@
+import { availableParallelism } from 'node:os';
+import { AdminServer, type ReloadResult } from './admin/server.js';
+import { packageVersion } from './admin/version.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { FilterFactory } from './core/filter.js';
 import { cacheFeature } from './filters/cache/index.js';
@@ -8,6 +11,7 @@ import { ipFilterFeature } from './filters/ipfilter/index.js';
 import { basicAuthFeature } from './filters/basic-auth/index.js';
 import { forwardAuthFeature } from './filters/forward-auth/index.js';
 import { wafFeature } from './filters/waf/index.js';
+import { Observability } from './observability/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
@@ -21,6 +25,8 @@ export interface StartOptions {
   log?: LogFn;
   /** Prints `listening on ...` lines to stderr (the contract's start-up output). Default true. */
   announce?: boolean;
+  /** What POST /api/reload calls (the CLI passes its SIGHUP path); absent: the API answers 501. */
+  reload?: () => Promise<ReloadResult>;
 }
 
 /**
@@ -37,11 +43,25 @@ export class Switchyard {
   private readonly log: LogFn;
   private readonly announce: boolean;
   private stopping: Promise<void> | null = null;
+  /** Access log, tracing, metrics and live stats; subscribed only to what the config enables. */
+  readonly observability: Observability;
+  /** The admin listener, when `admin` is configured. */
+  admin: AdminServer | null = null;
+  readonly startedAt = new Date();
+  /** Config loaded and every listener up; false again once stopping. */
+  private ready = false;
+  private readonly reloadHook: (() => Promise<ReloadResult>) | undefined;
 
   private constructor(config: Config, options: StartOptions) {
     this.log = options.log ?? createStderrLogger();
     this.announce = options.announce ?? true;
+    this.reloadHook = options.reload;
     this.runtime = this.buildRuntime(config);
+    this.observability = new Observability(config, {
+      version: packageVersion(),
+      servers: () => this.hosts.all(),
+      log: this.log,
+    });
     this.health = new HealthManager({ log: this.log });
     this.health.update(this.runtime.groups.values());
   }
@@ -50,10 +70,12 @@ export class Switchyard {
     const proxy = new Switchyard(config, options);
     try {
       for (const listenerConfig of config.listeners) await proxy.openListener(listenerConfig);
+      if (config.admin) await proxy.startAdmin(config);
     } catch (err) {
       await proxy.stop(0);
       throw err;
     }
+    proxy.ready = true;
     return proxy;
   }
 
@@ -77,6 +99,7 @@ export class Switchyard {
     });
     try {
       const url = await listener.listen();
+      this.observability.addListener(config.name, listener.info, listener.server);
       if (this.announce) process.stderr.write(`listening on ${url}\n`);
     } catch (err) {
       const e = err as Error & { code?: string };
@@ -94,6 +117,59 @@ export class Switchyard {
       );
     }
     return listener;
+  }
+
+  /** Opens the admin listener (API, metrics, dashboard) described by `config.admin`. */
+  private async startAdmin(config: Config): Promise<void> {
+    if (!config.admin) return;
+    const admin = new AdminServer(config.admin, {
+      version: packageVersion(),
+      startedAt: this.startedAt,
+      workers: () => {
+        const workers = this.runtime.config.workers;
+        return workers === 'auto' ? availableParallelism() : workers;
+      },
+      configLoadedAt: () => this.runtime.loadedAt,
+      upstreams: () => this.runtime.groups.values(),
+      observability: this.observability,
+      ready: () => this.ready,
+      ...(this.reloadHook ? { reload: this.reloadHook } : {}),
+      log: this.log,
+    });
+    try {
+      const url = await admin.listen();
+      if (this.announce) process.stderr.write(`listening on ${url}\n`);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const reason = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.message;
+      throw new Error(`admin: cannot listen on ${config.admin.addressText}: ${reason}`, {
+        cause: err,
+      });
+    }
+    this.admin = admin;
+  }
+
+  /** Applies a reloaded `admin` section: same address keeps the listener, else it moves. */
+  private async reloadAdmin(config: Config): Promise<void> {
+    const current = this.admin;
+    if (current && config.admin && current.addressText === config.admin.addressText) {
+      current.setConfig(config.admin);
+      return;
+    }
+    if (config.admin) await this.startAdmin(config);
+    else this.admin = null;
+    if (current) await current.close();
+  }
+
+  /** Reopens the access log file (SIGUSR1, after log rotation). */
+  reopenLogs(): void {
+    this.observability.reopenLogs();
+  }
+
+  /** URL of the admin listener; throws when none is configured. */
+  adminUrl(): string {
+    if (!this.admin) throw new Error('no admin listener is configured');
+    return this.admin.url();
   }
 
   /** URL of a listener by name (its real port when configured with port 0). */
@@ -132,6 +208,14 @@ export class Switchyard {
     }
     this.runtime = next;
     this.health.update(next.groups.values());
+    await this.observability.reconfigure(config);
+    try {
+      await this.reloadAdmin(config);
+    } catch (err) {
+      this.log('error', 'admin listener not moved; the old one keeps serving', {
+        error: (err as Error).message,
+      });
+    }
     for (const [listener, listenerConfig] of updated) {
       const needsRestart = listener.update(listenerConfig);
       if (needsRestart.length > 0) {
@@ -155,8 +239,11 @@ export class Switchyard {
   /** Stops accepting, finishes in-flight requests up to `timeoutMs`, then closes everything. */
   stop(timeoutMs = this.runtime.config.shutdownTimeoutMs): Promise<void> {
     this.stopping ??= (async () => {
+      this.ready = false;
       this.health.stop();
       await Promise.all([...this.listeners.values()].map((l) => l.drain(timeoutMs)));
+      await this.admin?.close();
+      await this.observability.close();
       await this.runtime.close();
       await this.hosts.destroy();
     })();
