@@ -28,6 +28,9 @@ type Log = (
   fields?: Record<string, unknown>,
 ) => void;
 
+/** A temp file older than this was abandoned by a crashed writer. */
+const STALE_TEMP_MS = 10 * 60_000;
+
 interface FileInfo {
   size: number;
   usedAt: number;
@@ -48,7 +51,9 @@ export class DiskStore implements CacheStore {
   private readonly log: Log;
   private readonly files = new Map<string, FileInfo>();
   private total = 0;
-  private evicting = false;
+  private evicting: Promise<void> | null = null;
+  /** Writes in progress, so close() can let them finish. */
+  private readonly pending = new Set<Promise<void>>();
   /** Resolves when the start-up scan has counted what is already on disk. */
   readonly ready: Promise<void>;
 
@@ -79,9 +84,12 @@ export class DiskStore implements CacheStore {
         this.total += s.size;
       }
     }
-    // Temp files left by a crash are garbage.
+    // Temp files left by a crash are garbage; recent ones may be another process's write.
+    const cutoff = Date.now() - STALE_TEMP_MS;
     for (const name of await readdir(this.tmp).catch(() => [] as string[])) {
-      await unlink(path.join(this.tmp, name)).catch(() => {});
+      const file = path.join(this.tmp, name);
+      const s = await stat(file).catch(() => null);
+      if (s !== null && s.mtimeMs < cutoff) await unlink(file).catch(() => {});
     }
   }
 
@@ -109,7 +117,14 @@ export class DiskStore implements CacheStore {
     return record;
   }
 
-  async set(key: string, record: CacheRecord): Promise<void> {
+  set(key: string, record: CacheRecord): Promise<void> {
+    const pending = this.write(key, record);
+    this.pending.add(pending);
+    void pending.finally(() => this.pending.delete(pending));
+    return pending;
+  }
+
+  private async write(key: string, record: CacheRecord): Promise<void> {
     const { hash, file } = this.fileFor(key);
     const bytes = encodeRecord(record);
     if (bytes.length > this.maxSize) return;
@@ -129,22 +144,28 @@ export class DiskStore implements CacheStore {
     if (previous !== undefined) this.total -= previous.size;
     this.files.set(hash, { size: bytes.length, usedAt: Date.now() });
     this.total += bytes.length;
-    if (this.total > this.maxSize) void this.evict();
+    if (this.total > this.maxSize) await this.evict();
   }
 
-  /** Removes least recently used files until the store is under 90% of its bound. */
-  private async evict(): Promise<void> {
-    if (this.evicting) return;
-    this.evicting = true;
-    try {
-      const byAge = [...this.files].sort((a, b) => a[1].usedAt - b[1].usedAt);
-      const target = this.maxSize * 0.9;
-      for (const [hash] of byAge) {
-        if (this.total <= target) break;
-        await this.remove(hash, path.join(this.root, hash.slice(0, 2), hash));
-      }
-    } finally {
-      this.evicting = false;
+  /**
+   * Removes least recently used files until the store is under 90% of its bound. Concurrent
+   * callers share one pass, and a write resolves only once the bound holds again.
+   */
+  private evict(): Promise<void> {
+    if (this.evicting === null) {
+      this.evicting = this.evictPass().finally(() => {
+        this.evicting = null;
+      });
+    }
+    return this.evicting;
+  }
+
+  private async evictPass(): Promise<void> {
+    const byAge = [...this.files].sort((a, b) => a[1].usedAt - b[1].usedAt);
+    const target = this.maxSize * 0.9;
+    for (const [hash] of byAge) {
+      if (this.total <= target) break;
+      await this.remove(hash, path.join(this.root, hash.slice(0, 2), hash));
     }
   }
 
@@ -203,6 +224,7 @@ export class DiskStore implements CacheStore {
 
   async close(): Promise<void> {
     await this.ready;
+    await Promise.all(this.pending);
   }
 
   /** Removes the whole directory tree (tests). */
