@@ -4,7 +4,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
 import { URLSearchParams } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { EventEmitter, once } from 'node:events';
 import { startOrigin, startProxy, request, configFrom } from './helpers.mjs';
+import { CompressingWriter } from '../dist/filters/compression/writer.js';
+import { createPolicy } from '../dist/filters/compression/index.js';
 
 const HAS_ZSTD = typeof zlib.zstdDecompressSync === 'function';
 
@@ -388,6 +392,18 @@ test('decompress: a client that accepts another offered coding gets it re-encode
   assert.ok(zlib.gunzipSync(fromBr.body).equals(makeText(30000)));
 });
 
+test(
+  'decompress: zstd upstream bodies',
+  { skip: HAS_ZSTD ? false : 'no zstd in this Node.js' },
+  async () => {
+    const plain = await get('/decode/x?ce=zstd&len=30000');
+    assertNotCoded(plain, makeText(30000));
+    const gz = await get('/decode/x?ce=zstd&len=30000', { 'accept-encoding': 'gzip' });
+    assert.equal(gz.headers['content-encoding'], 'gzip');
+    assert.ok(zlib.gunzipSync(gz.body).equals(makeText(30000)));
+  },
+);
+
 test('decompress: a client that accepts the upstream coding gets the upstream bytes', async () => {
   const res = await get('/decode/x?ce=gzip&len=30000', { 'accept-encoding': 'gzip, br' });
   assert.equal(res.headers['content-encoding'], 'gzip');
@@ -455,3 +471,84 @@ routes: [{ upstream: app, compression: { algorithms: [zstd, gzip] } }]
     }
   },
 );
+
+test('config: the example in docs/compression.md is valid', () => {
+  const doc = readFileSync(new URL('../docs/compression.md', import.meta.url), 'utf8');
+  const example = /```yaml\n([\s\S]*?)```/.exec(doc)[1];
+  const config = configFrom(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams:
+  app: { servers: [{ url: "http://127.0.0.1:1" }] }
+  api: { servers: [{ url: "http://127.0.0.1:2" }] }
+${example}`);
+  assert.equal(config.routes.length, 2);
+  assert.equal(config.routes[0].features.compression.decompress, true);
+});
+
+// ------------------------------------------------------------------ composing with other features
+
+/** A ResponseWriter that records what reaches it, standing in for the cache's writer. */
+class RecordingWriter extends EventEmitter {
+  headersSent = false;
+  writableEnded = false;
+  destroyed = false;
+  chunks = [];
+  writeHead(status, headers) {
+    this.headersSent = true;
+    this.head = { status, headers };
+  }
+  write(chunk) {
+    this.chunks.push(Buffer.from(chunk));
+    return true;
+  }
+  end(chunk) {
+    if (chunk) this.chunks.push(Buffer.from(chunk));
+    this.writableEnded = true;
+    this.emit('finish');
+  }
+  addTrailers() {}
+  destroy() {
+    this.destroyed = true;
+  }
+}
+
+function fakeContext(state) {
+  return {
+    req: { headers: { 'accept-encoding': 'gzip' } },
+    method: 'GET',
+    requestId: 'test',
+    routeName: 'r',
+    res: null,
+    getState: (key) => state[key],
+  };
+}
+
+test('compose: another feature can say a response will be cached (compression.cacheable)', async () => {
+  const policy = createPolicy(true, { log() {}, shared: () => undefined, globals: {} }, 'r');
+  const levels = [];
+  for (const cacheable of [true, false, undefined]) {
+    const ctx = fakeContext({ 'compression.cacheable': cacheable });
+    const inner = new RecordingWriter();
+    const writer = new CompressingWriter(ctx, inner, policy);
+    ctx.res = writer;
+    // `public` would pick the cached level by itself: the state overrides it either way.
+    writer.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public' });
+    assert.equal(inner.head.headers['content-encoding'], 'gzip');
+    writer.write(makeText(20000));
+    writer.end();
+    await once(inner, 'finish');
+    const body = Buffer.concat(inner.chunks);
+    assert.ok(zlib.gunzipSync(body).equals(makeText(20000)));
+    levels.push(gzipXfl(body));
+  }
+  assert.deepEqual(levels, [2, 0, 2]);
+});
+
+test('compose: a body that is not compressed gives the wrapped writer back to ctx.res', () => {
+  const policy = createPolicy(true, { log() {}, shared: () => undefined, globals: {} }, 'r');
+  const ctx = fakeContext({});
+  const inner = new RecordingWriter();
+  ctx.res = new CompressingWriter(ctx, inner, policy);
+  ctx.res.writeHead(200, { 'content-type': 'image/png' });
+  assert.equal(ctx.res, inner, 'later writes go straight to the wrapped writer');
+});
