@@ -717,3 +717,38 @@ routes:
     assert.equal(second.headers['x-added'], second.headers['x-request-id']);
   });
 });
+
+describe('with compression', () => {
+  test('one stored variant per content-encoding; a hit does no compression work', async () => {
+    const q = await startProxy(`
+listeners: [{ address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes:
+  - upstream: app
+    cache: true
+    compression: true
+`);
+    cleanups.push(q.close);
+    const text = 'compress me please '.repeat(400);
+    behaviours.set('/gz', fixed(text, { 'cache-control': 'max-age=60' }));
+    const gz = await request(`${q.url}/gz`, { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(gz.headers['content-encoding'], 'gzip');
+    assert.match(gz.headers.vary, /accept-encoding/i);
+    assert.equal(gz.headers['cache-status'], 'switchyard; fwd=miss; stored');
+    const gzHit = await request(`${q.url}/gz`, { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(gzHit.headers['cache-status'], 'switchyard; hit');
+    assert.equal(gzHit.headers['content-encoding'], 'gzip');
+    assert.deepEqual(gzHit.body, gz.body);
+    assert.equal(Number(gzHit.headers['content-length']), gz.body.length);
+    const { gunzipSync } = await import('node:zlib');
+    assert.equal(gunzipSync(gzHit.body).toString(), text);
+    const plain = await request(`${q.url}/gz`);
+    assert.equal(plain.headers['content-encoding'], undefined);
+    assert.equal(plain.text, text);
+    assert.equal(plain.headers['cache-status'], 'switchyard; fwd=vary-miss; stored');
+    const plainHit = await request(`${q.url}/gz`);
+    assert.equal(plainHit.headers['cache-status'], 'switchyard; hit');
+    assert.equal(plainHit.text, text);
+    assert.equal(count('/gz'), 2);
+  });
+});

@@ -1,11 +1,11 @@
 import { parseDuration, parseSize } from '../../config/units.js';
-import type {
-  ClientRequest,
-  OutgoingHeaders,
+import {
   RequestContext,
-  ResponseHead,
-  ResponseHeadHook,
-  ResponseWriter,
+  type ClientRequest,
+  type OutgoingHeaders,
+  type ResponseHead,
+  type ResponseHeadHook,
+  type ResponseWriter,
 } from '../../core/context.js';
 import { errorBody } from '../../core/errors.js';
 import { channels } from '../../core/events.js';
@@ -485,13 +485,7 @@ class CacheFilter implements Filter, WriterHost {
       socket: src.socket,
       httpVersion: src.httpVersion,
     } as unknown as ClientRequest;
-    const bg = new (ctx.constructor as typeof RequestContext)(
-      req,
-      NO_CLIENT,
-      ctx.listener,
-      ctx.clientIp,
-      ctx.requestId,
-    );
+    const bg = new RequestContext(req, NO_CLIENT, ctx.listener, ctx.clientIp, ctx.requestId);
     bg.routeName = ctx.routeName;
     const plan: MissPlan = {
       baseKey,
