@@ -3,6 +3,15 @@ import type { Socket } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
+import {
+  BodyRateGuard,
+  checkRequest,
+  DEFAULT_MIN_BODY_RATE,
+  normalizeTarget,
+  overflowInRequestLine,
+  refuse,
+} from './hygiene.js';
+import { installProxyProtocol } from './proxy-protocol.js';
 
 export interface ListenerHooks {
   /** The dispatcher for the current config; read per request so reloads take effect at once. */
@@ -32,6 +41,7 @@ export class Listener {
   private activeRequests = 0;
   private draining = false;
   private drainWaiters: Array<() => void> = [];
+  private readonly bodyRate: BodyRateGuard;
 
   constructor(config: ListenerConfig, hooks: ListenerHooks) {
     this.config = config;
@@ -65,7 +75,22 @@ export class Listener {
     this.server.on('request', this.onRequest);
     this.server.on('checkContinue', this.onCheckContinue);
     this.server.on('clientError', this.onClientError);
+    this.server.on('connect', this.onConnect);
+    this.bodyRate = new BodyRateGuard(
+      limits.minBodyRate ?? DEFAULT_MIN_BODY_RATE,
+      limits.headersTimeoutMs,
+    );
+    // Last, so the PROXY header is read before any other connection listener (limits included)
+    // sees the socket and its address.
+    if (config.proxyProtocol)
+      installProxyProtocol(this.server, { timeoutMs: limits.headersTimeoutMs, log: hooks.log });
   }
+
+  /** CONNECT (forward-proxy tunnelling) is not something a reverse proxy offers. */
+  private readonly onConnect = (_req: http.IncomingMessage, socket: Socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  };
 
   private readonly onConnection = (socket: Socket) => {
     const ip = socket.remoteAddress ?? '';
@@ -87,6 +112,24 @@ export class Listener {
     this.activeRequests++;
     res.once('close', this.onResponseClose);
     if (this.draining) res.shouldKeepAlive = false;
+    const rejection = checkRequest(req) ?? normalizeTarget(req);
+    if (rejection !== null) {
+      refuse(res, rejection);
+      return;
+    }
+    if (req.url === '*') {
+      res.writeHead(200, {
+        allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+        'content-length': 0,
+      });
+      res.end();
+      return;
+    }
+    if (
+      req.headers['transfer-encoding'] !== undefined ||
+      (req.headers['content-length'] ?? '0') !== '0'
+    )
+      this.bodyRate.watch(req, res);
     try {
       this.hooks.dispatcher().handle(req, res, this.info);
     } catch (err) {
@@ -121,7 +164,10 @@ export class Listener {
       socket.destroy();
       return;
     }
-    const [status, text] = CLIENT_ERROR_STATUS[err.code ?? ''] ?? [400, 'Bad Request'];
+    const [status, text] =
+      err.code === 'HPE_HEADER_OVERFLOW' && overflowInRequestLine(err as { rawPacket?: unknown })
+        ? [414, 'URI Too Long']
+        : (CLIENT_ERROR_STATUS[err.code ?? ''] ?? [400, 'Bad Request']);
     const body = `${status} ${text}\n`;
     socket.end(
       `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
@@ -145,6 +191,8 @@ export class Listener {
     this.server.maxConnections = limits.maxConnections;
     this.config = config;
     this.info = { ...this.info, maxBodySize: limits.maxBodySize };
+    this.bodyRate.minRate = limits.minBodyRate ?? DEFAULT_MIN_BODY_RATE;
+    this.bodyRate.graceMs = limits.headersTimeoutMs;
     const restart: string[] = [];
     if (before.limits.maxHeaderSize !== limits.maxHeaderSize) restart.push('limits.maxHeaderSize');
     if (before.http2 !== config.http2) restart.push('http2');
