@@ -752,3 +752,39 @@ routes:
     assert.equal(count('/gz'), 2);
   });
 });
+
+describe('admin API', () => {
+  test('POST /api/cache/purge removes entries by URL, prefix and all', async () => {
+    const q = await startProxy(`
+listeners: [{ address: "127.0.0.1:0" }]
+admin: { address: "127.0.0.1:0" }
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app, cache: true }]
+`);
+    cleanups.push(q.close);
+    behaviours.set('/admin/a', fixed('a', { 'cache-control': 'max-age=60' }));
+    behaviours.set('/admin/b', fixed('b', { 'cache-control': 'max-age=60' }));
+    const host = { host: 'purge.test' };
+    const status = async (path) =>
+      (await request(`${q.url}${path}`, { headers: host })).headers['cache-status'];
+    const purge = async (body) => {
+      const r = await request(`${q.proxy.adminUrl()}/api/cache/purge`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: r.status, json: JSON.parse(r.text) };
+    };
+    await status('/admin/a');
+    await status('/admin/b');
+    assert.equal(await status('/admin/a'), 'switchyard; hit');
+    const byUrl = await purge({ url: 'http://purge.test/admin/a' });
+    assert.deepEqual(byUrl, { status: 200, json: { purged: 1 } });
+    assert.match(await status('/admin/a'), /fwd=miss/);
+    assert.equal(await status('/admin/b'), 'switchyard; hit');
+    assert.equal((await purge({ prefix: 'http://purge.test/admin/' })).json.purged, 2);
+    assert.match(await status('/admin/b'), /fwd=miss/);
+    assert.equal((await purge({ all: true })).status, 200);
+    assert.match(await status('/admin/b'), /fwd=miss/);
+  });
+});
