@@ -155,7 +155,7 @@ test('unions report one message, or descend into the variant the value was meant
       'routes:',
       '  - upstream: app',
       '    cache: 5',
-      '    compression: { level: 9 }',
+      '    compression: { quality: 9 }',
       '  - upstream: app',
       '    match: { path: /x }',
       '    cache: { ttl: soon }',
@@ -166,7 +166,7 @@ test('unions report one message, or descend into the variant the value was meant
   );
   assert.deepEqual(lines, [
     'routes[0].cache: expected true, false or an object with ttl, staleWhileRevalidate, staleIfError or key, got 5 (8:12)',
-    'routes[0].compression.level: unknown key "level" (9:20)',
+    'routes[0].compression.quality: unknown key "quality" (9:20)',
     'routes[1].cache.ttl: expected a duration like "5s", "250ms", "2m" or "1h" (12:19)',
     'routes[2].match.host: expected a host name or a list of host names, got 5 (14:20)',
     'workers: expected a whole number of at least 1 or "auto", got "many" (15:10)',
