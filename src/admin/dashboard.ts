@@ -77,7 +77,11 @@ function dashboardApp(): void {
   }
 
   /** Reuses rows by key so buttons survive the once-a-second refresh. */
-  function syncRows(tbody: any, rows: Array<{ key: string; cells: Array<string | any> }>): void {
+  function syncRows(
+    tbody: any,
+    rows: Array<{ key: string; cells: Array<string | any> }>,
+    labels: string[] = [],
+  ): void {
     const existing = new Map<string, any>();
     for (const tr of Array.from(tbody.children) as any[]) existing.set(tr.dataset.key, tr);
     const wanted = new Set(rows.map((r) => r.key));
@@ -87,7 +91,12 @@ function dashboardApp(): void {
       if (!tr) {
         tr = document.createElement('tr');
         tr.dataset.key = row.key;
-        for (let i = 0; i < row.cells.length; i++) tr.appendChild(document.createElement('td'));
+        for (let i = 0; i < row.cells.length; i++) {
+          const td = document.createElement('td');
+          // Narrow screens show rows as blocks; the label then precedes the value.
+          if (labels[i]) td.dataset.label = labels[i];
+          tr.appendChild(td);
+        }
       }
       row.cells.forEach((cell, i) => {
         const td = tr.children[i];
@@ -211,6 +220,7 @@ function dashboardApp(): void {
             ],
           };
         }),
+        ['', '', 'active', 'requests', 'weight', ''],
       );
     }
     for (const card of Array.from(root.children) as any[])
@@ -224,12 +234,17 @@ function dashboardApp(): void {
       0,
     )} min · ${status.workers ?? 1} worker(s)`;
     const history: any[] = data.history ?? [];
-    const last = history[history.length - 1] ?? { rps: 0, errorRate: 0, p50: 0, p99: 0 };
+    // The cards show the last five seconds, so one idle second does not read as "0".
+    const recent = history.slice(-5);
+    const requests = recent.reduce((n, p) => n + p.rps, 0);
+    const failed = recent.reduce((n, p) => n + p.rps * p.errorRate, 0);
+    const busy = recent.filter((p) => p.rps > 0);
+    const latest = busy[busy.length - 1] ?? { p50: 0, p99: 0 };
     byId('active').textContent = String(data.activeRequests ?? 0);
-    byId('rps').textContent = fmt(last.rps);
-    byId('errors').textContent = pct(last.errorRate);
-    byId('p50').textContent = ms(last.p50);
-    byId('p99').textContent = ms(last.p99);
+    byId('rps').textContent = fmt(recent.length === 0 ? 0 : requests / recent.length);
+    byId('errors').textContent = pct(requests === 0 ? 0 : failed / requests);
+    byId('p50').textContent = ms(latest.p50);
+    byId('p99').textContent = ms(latest.p99);
     const totals = data.totals ?? {};
     byId('cache').textContent = pct(totals.cacheHitRatio ?? null);
     byId('ratelimited').textContent = String(totals.rateLimited ?? 0);
@@ -268,6 +283,7 @@ function dashboardApp(): void {
     );
     const errors: any[] = data.recentErrors ?? [];
     byId('no-errors').hidden = errors.length > 0;
+    byId('recent-errors').hidden = errors.length === 0;
     syncRows(
       byId('errors-body'),
       errors.map((e) => ({
@@ -328,7 +344,7 @@ function dashboardApp(): void {
     retryTimer ??= setTimeout(() => void follow(), 2000);
   }
 
-  byId('login-form').addEventListener('submit', (event: any) => {
+  byId('login').addEventListener('submit', (event: any) => {
     event.preventDefault();
     token = byId('token').value.trim();
     sessionStorage.setItem(TOKEN_KEY, token);
@@ -352,14 +368,14 @@ header h1{font-size:1.15rem;margin:0}
 main{padding:1rem;max-width:1200px;margin:0 auto}
 h2{font-size:1rem;margin:1.4rem 0 .6rem}
 h3{font-size:.95rem;margin:0 0 .5rem;display:flex;gap:.6rem;align-items:baseline}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.7rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:.7rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.75rem .9rem}
 .stat .label{color:var(--muted);font-size:.8rem;text-transform:uppercase;letter-spacing:.03em}
 .stat .value{font-size:1.5rem;font-weight:600;font-variant-numeric:tabular-nums}
 .spark{display:block;width:100%;height:32px;margin-top:.2rem}
 .spark-line{fill:none;stroke:var(--accent);stroke-width:1.5;vector-effect:non-scaling-stroke}
 .spark-area{fill:var(--accent);opacity:.12}
-#upstreams{display:grid;gap:.7rem}
+#upstreams{display:grid;grid-template-columns:minmax(0,1fr);gap:.7rem}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);white-space:nowrap}
@@ -378,6 +394,12 @@ button[data-action=enable]{border-color:var(--ok)}
 #notice{background:var(--bad);color:#fff;padding:.5rem 1rem;border-radius:8px;margin-bottom:.8rem}
 .err td:nth-child(4){white-space:normal;word-break:break-all}
 @media (max-width:520px){main{padding:.6rem}.stat .value{font-size:1.25rem}th,td{padding:.35rem .4rem}}
+@media (max-width:640px){.upstream thead{display:none}.upstream table,.upstream tbody{display:block}
+.upstream tr{display:flex;flex-wrap:wrap;align-items:center;gap:.35rem .9rem;padding:.55rem 0;border-bottom:1px solid var(--line)}
+.upstream tr:last-child{border-bottom:0}.upstream td{border:0;padding:0}
+.upstream td:first-child{flex-basis:100%;font-weight:600;white-space:normal;overflow-wrap:anywhere}
+.upstream td[data-label]::before{content:attr(data-label) " ";color:var(--muted);font-size:.8rem}
+.upstream td:last-child{margin-left:auto}}
 `;
 
 function statCard(id: string, label: string, spark?: string): string {
@@ -392,6 +414,7 @@ export function dashboardHtml(locked: boolean): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>Switchyard dashboard</title>
 <style>${STYLE}</style></head>
 <body>
@@ -420,7 +443,7 @@ ${statCard('total', 'Requests')}
 <th>Errors</th><th>p50</th><th>p99</th><th>Limited</th></tr></thead><tbody id="routes-body"></tbody></table></div>
 <h2>Recent errors</h2>
 <div class="card scroll"><p class="muted" id="no-errors">None so far.</p>
-<table id="recent-errors" class="err"><thead><tr><th>Time</th><th>Status</th><th>Route</th><th>Request</th>
+<table id="recent-errors" class="err" hidden><thead><tr><th>Time</th><th>Status</th><th>Route</th><th>Request</th>
 <th>Request id</th></tr></thead><tbody id="errors-body"></tbody></table></div>
 </main>
 <script>(${dashboardApp.toString()})();</script>
