@@ -271,6 +271,18 @@ test('skip: 204 and 304 answers', async () => {
   assert.equal(r304.headers.etag, '"v1"', 'the validator stays strong');
 });
 
+test('304: a client revalidating the weak ETag it got compressed gets that ETag back', async () => {
+  const res = await get('/x?status=304&etag=%22v1%22', {
+    'accept-encoding': 'gzip',
+    'if-none-match': 'W/"v1"',
+  });
+  assert.equal(res.status, 304);
+  assert.equal(res.headers.etag, 'W/"v1"');
+  assert.equal(res.headers.vary, 'Accept-Encoding');
+  const other = await get('/x?status=304&etag=%22v1%22', { 'if-none-match': '"v1"' });
+  assert.equal(other.headers.etag, '"v1"');
+});
+
 test('skip: a 206 range answer (and any Content-Range)', async () => {
   const res = await get('/x?status=206&range=bytes%200-4095/9000&etag=%22v1%22', {
     'accept-encoding': 'gzip',

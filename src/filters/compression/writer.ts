@@ -107,9 +107,13 @@ export class CompressingWriter implements ResponseWriter {
    * `headers` in place; returns null to pass the body through untouched.
    */
   private plan(status: number, headers: OutgoingHeaders): PipelinePlan | null {
-    if (status < 200 || status === 204 || status === 206 || status === 304) return null;
-    if (headers['content-range'] !== undefined) return null;
     const ctx = this.ctx;
+    if (status === 304) {
+      matchWeakenedValidator(headers, ctx.req.headers['if-none-match']);
+      return null;
+    }
+    if (status < 200 || status === 204 || status === 206) return null;
+    if (headers['content-range'] !== undefined) return null;
     if (
       hasNoTransform(headers['cache-control']) ||
       hasNoTransform(ctx.req.headers['cache-control'])
@@ -415,6 +419,23 @@ function rewriteHeaders(headers: OutgoingHeaders, encoding: Encoding | null): vo
   delete headers['content-digest'];
   const etag = headers.etag;
   if (typeof etag === 'string' && etag.startsWith('"')) headers.etag = `W/${etag}`;
+}
+
+/**
+ * A 304 confirms the copy the client holds. When that copy came compressed from here, the
+ * client revalidates with the weak ETag it got (W/"x") and the upstream answers with its strong
+ * one ("x"): answer with the validator the client (or the cache in front) actually stored.
+ */
+function matchWeakenedValidator(
+  headers: OutgoingHeaders,
+  ifNoneMatch: string | string[] | undefined,
+): void {
+  const etag = headers.etag;
+  if (typeof etag !== 'string' || !etag.startsWith('"') || ifNoneMatch === undefined) return;
+  const text = Array.isArray(ifNoneMatch) ? ifNoneMatch.join(',') : ifNoneMatch;
+  if (!text.includes(`W/${etag}`)) return;
+  headers.etag = `W/${etag}`;
+  mergeVary(headers);
 }
 
 const PRIVATE = /(?:^|,)\s*(?:private|no-store|no-cache)\b/i;
