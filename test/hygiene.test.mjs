@@ -117,6 +117,7 @@ routes: [{ upstream: app }]
     ['lowercase method', 'get / HTTP/1.1\r\nHost: a\r\n\r\n', 400],
     ['unknown HTTP version', 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', 400],
     ['HTTP/0.9 request line', 'GET /\r\n\r\n', 505],
+    ['HTTP/2.0 in an HTTP/1 request line', 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', 505],
     ['invalid percent-encoding in the path', 'GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n', 400],
     ['oversized request line', `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: a\r\n\r\n`, 414],
     ['oversized headers', `GET / HTTP/1.1\r\n${H}X-A: ${'a'.repeat(9000)}\r\n\r\n`, 431],

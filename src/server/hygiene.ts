@@ -21,7 +21,10 @@ const VERSION_NOT_SUPPORTED: Rejection = { status: 505, text: 'HTTP Version Not 
  * request before anything else sees it; cheap for ordinary requests (a few property reads).
  */
 export function checkRequest(req: IncomingMessage): Rejection | null {
-  if (req.httpVersionMajor !== 1 && req.httpVersionMajor !== 2) return VERSION_NOT_SUPPORTED;
+  // HTTP/2 requests come from the http2 side (they carry their stream); an HTTP/1 request line
+  // that merely claims 2.0 (llhttp accepts it) is not one.
+  if (req.httpVersionMajor === 2 ? !('stream' in req) : req.httpVersionMajor !== 1)
+    return VERSION_NOT_SUPPORTED;
   if (req.httpVersionMajor === 1 && req.httpVersionMinor > 1) return VERSION_NOT_SUPPORTED;
   if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && req.url === undefined)
     return BAD_REQUEST;
