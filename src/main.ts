@@ -15,6 +15,8 @@ import { Observability } from './observability/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
+import { tlsTerminatorOf } from './server/http2.js';
+import type { ListenerTlsSettings } from './server/tls.js';
 import { HostRegistry } from './upstream/registry.js';
 import { HealthManager } from './health/index.js';
 
@@ -217,11 +219,16 @@ export class Switchyard {
       });
     }
     for (const [listener, listenerConfig] of updated) {
+    const tlsCommits: Array<() => void> = [];
       const needsRestart = listener.update(listenerConfig);
       if (needsRestart.length > 0) {
         this.log(
           'warn',
           `listener ${listener.config.name}: ${needsRestart.join(', ')} change on restart only`,
+          // Certificates are re-read on every reload; a bad file aborts the reload here.
+          const tls = tlsTerminatorOf(current.server);
+          if (tls && listenerConfig.tls)
+            tlsCommits.push(tls.prepare(listenerConfig.tls as unknown as ListenerTlsSettings));
         );
       }
     }
@@ -231,6 +238,7 @@ export class Switchyard {
         void listener.drain(config.shutdownTimeoutMs);
       }
     }
+    for (const commit of tlsCommits) commit();
     for (const [name, listener] of opened) this.listeners.set(name, listener);
     const grace = setTimeout(() => void previous.close(), config.shutdownTimeoutMs);
     grace.unref();

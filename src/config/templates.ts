@@ -9,6 +9,7 @@ export const PLACEHOLDERS = [
   'method',
   'client_ip',
   'request_id',
+  'tls_client_subject',
 ] as const;
 
 const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;

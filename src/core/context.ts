@@ -109,7 +109,8 @@ export class RequestContext {
     this.clientResponse = res;
     this.listener = listener;
     this.method = req.method ?? 'GET';
-    let host = req.headers.host ?? '';
+    // HTTP/2 carries the authority as a pseudo-header; HTTP/1.1 always has Host (required).
+    let host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '';
     let url = req.url ?? '/';
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       // RFC 9112 §3.2.2: for an absolute-form target the authority in it replaces Host, and
@@ -206,7 +207,9 @@ export class RequestContext {
       'content-type': page === undefined ? 'text/plain; charset=utf-8' : 'text/html; charset=utf-8',
       'cache-control': 'no-store',
     };
-    if (status === 413 || status === 400) headers.connection = 'close';
+    // Connection is an HTTP/1.1 field; HTTP/2 forbids it (the stream ends on its own).
+    if ((status === 413 || status === 400) && this.req.httpVersionMajor === 1)
+      headers.connection = 'close';
     this.respond(status, headers, page ?? errorBody(code, this.requestId));
   }
 }

@@ -20,11 +20,29 @@ export const PLACEHOLDERS = [
   'method',
   'client_ip',
   'request_id',
+  'tls_client_subject',
 ] as const;
 
 function joinHeader(value: string | string[] | undefined): string {
   if (value === undefined) return '';
   return typeof value === 'string' ? value : value.join(', ');
+}
+
+interface PeerCertificateSource {
+  authorized?: boolean;
+  getPeerX509Certificate?: () => { subject: string } | undefined;
+}
+
+/**
+ * The subject of the client certificate, verified against the listener's clientAuth CA, as
+ * `CN=alice,O=Example` (its fields in certificate order); '' without one or when unverified.
+ */
+function tlsClientSubject(ctx: RequestContext): string {
+  const socket = ctx.req.socket as unknown as PeerCertificateSource | null;
+  if (!socket || socket.authorized !== true || socket.getPeerX509Certificate === undefined)
+    return '';
+  const cert = socket.getPeerX509Certificate();
+  return cert === undefined ? '' : cert.subject.split('\n').join(',');
 }
 
 function placeholder(name: string): Template {
@@ -45,6 +63,8 @@ function placeholder(name: string): Template {
       return (ctx) => ctx.clientIp;
     case 'request_id':
       return (ctx) => ctx.requestId;
+    case 'tls_client_subject':
+      return tlsClientSubject;
   }
   if (name.startsWith(HEADER_PREFIX) && name.length > HEADER_PREFIX.length) {
     const header = name.slice(HEADER_PREFIX.length).toLowerCase();

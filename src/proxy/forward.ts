@@ -56,7 +56,15 @@ function hasBody(ctx: RequestContext): boolean {
   const headers = ctx.req.headers;
   if (headers['transfer-encoding'] !== undefined) return true;
   const length = headers['content-length'];
-  return length !== undefined && length !== '0';
+  if (length !== undefined) return length !== '0';
+  // HTTP/2 frames bodies itself: a stream not ended with its headers has one (gRPC, uploads).
+  return (
+    ctx.req.httpVersionMajor === 2 && !(ctx.req as unknown as H2Request).stream.endAfterHeaders
+  );
+}
+
+interface H2Request {
+  stream: { endAfterHeaders: boolean };
 }
 
 /**

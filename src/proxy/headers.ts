@@ -16,6 +16,12 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'http2-settings',
+  // HTTP/2 pseudo-headers: mapped to Host and the request target, never sent as fields.
+  ':method',
+  ':path',
+  ':authority',
+  ':scheme',
+  ':protocol',
 ]);
 
 function isHopByHop(lowerName: string): boolean {
@@ -94,7 +100,12 @@ export function buildUpstreamRequestHeaders(
       }
       continue;
     }
-    if (isHopByHop(lower) || (tokens !== null && tokens.has(lower))) continue;
+    if (isHopByHop(lower) || (tokens !== null && tokens.has(lower))) {
+      // `TE: trailers` is the one TE value HTTP/2 allows, and gRPC servers require it.
+      if (lower === 'te' && raw[i + 1].trim().toLowerCase() === 'trailers')
+        out.push(name, 'trailers');
+      continue;
+    }
     if (drop !== undefined && drop.has(lower)) continue;
     out.push(name, raw[i + 1]);
   }

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
+import { createListenerServer } from './http2.js';
 import {
   BodyRateGuard,
   checkRequest,
@@ -53,20 +54,26 @@ export class Listener {
     };
     const limits = config.limits;
     const requestTimeout = limits.requestTimeoutMs;
-    this.server = http.createServer({
-      // Node refuses headersTimeout > requestTimeout; the smaller bound wins anyway.
-      headersTimeout:
-        requestTimeout > 0
-          ? Math.min(limits.headersTimeoutMs, requestTimeout)
-          : limits.headersTimeoutMs,
-      requestTimeout,
-      keepAliveTimeout: limits.idleTimeoutMs,
-      maxHeaderSize: limits.maxHeaderSize,
-      insecureHTTPParser: false,
-      requireHostHeader: true,
-      noDelay: true,
-      connectionsCheckingInterval: 1000,
-    });
+    // Plain HTTP/1.1 gets node's http.createServer as is; TLS, ALPN h2 and h2c are layered on
+    // by the factory only for listeners that ask for them.
+    this.server = createListenerServer(
+      config,
+      {
+        // Node refuses headersTimeout > requestTimeout; the smaller bound wins anyway.
+        headersTimeout:
+          requestTimeout > 0
+            ? Math.min(limits.headersTimeoutMs, requestTimeout)
+            : limits.headersTimeoutMs,
+        requestTimeout,
+        keepAliveTimeout: limits.idleTimeoutMs,
+        maxHeaderSize: limits.maxHeaderSize,
+        insecureHTTPParser: false,
+        requireHostHeader: true,
+        noDelay: true,
+        connectionsCheckingInterval: 1000,
+      },
+      hooks.log,
+    );
     this.server.maxConnections = limits.maxConnections;
     // A client may half-close after sending its request (`printf ... | nc`); answer it anyway,
     // as HAProxy does, instead of aborting the request on the first FIN.
