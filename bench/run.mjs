@@ -1,0 +1,615 @@
+#!/usr/bin/env node
+// `npm run bench`: Switchyard against nginx (and the origin direct) in one run, on the same origin
+// and the same CPU pinning, rounds interleaved, medians reported. See docs/performance.md.
+//
+// Origin: nginx serving static files (1 KiB, 100 KiB), pinned with wrk on LOAD_CPU. Every proxy
+// under test is pinned alone on PROXY_CPU, with upstream keep-alive. Load: wrk -c50 -t1.
+// After the rounds, a high-concurrency phase (wrk -c1000) measures peak RSS and p99.
+//
+// Knobs (env), defaults in brackets:
+//   ROUNDS [3]  DURATION [5] seconds per run  WARMUP [1] seconds before each run
+//   PREWARM [3] seconds of load per target and size once before round 1 (JIT warm-up)
+//   CONNS [50]  THREADS [1]  SIZES ["1k 100k"]
+//   TARGETS ["direct nginx switchyard switchyard-obs"]  switchyard-obs: the same Switchyard config
+//            plus a JSON access log to a file, the admin listener (metrics, live stats) and
+//            tracing (issue 8: at most 10% slower than switchyard)  also: ceiling (bench/ceiling-proxy.mjs, a minimal
+//            node:http + undici Pool.dispatch proxy: the ceiling for this architecture),
+//            ceiling-http (same, node:http Agent upstream), ceiling-hwm (undici, HWM=256KiB)
+//   HIGH_CONNS [1000] (0 skips the phase)  HIGH_THREADS [2]  HIGH_DURATION [DURATION]
+//   HIGH_TARGETS ["nginx switchyard"]
+//   LOAD_CPU [0]  PROXY_CPU [1]  BUILD [1] (run tsc first)  NODE_OPTS [""] (extra node flags
+//   for Switchyard and the ceiling proxy, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+//   WORK [/tmp/switchyard-bench]  results also go to bench/results/<timestamp>/
+// Ports (chosen not to collide with ../shared/bench/anchors.sh): origin 18001, nginx 18101,
+// switchyard 18200, ceiling 18300.
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(HERE);
+const env = process.env;
+const num = (name, dflt) =>
+  env[name] === undefined || env[name] === '' ? dflt : Number(env[name]);
+const list = (name, dflt) => (env[name] ?? dflt).split(/\s+/).filter(Boolean);
+
+const ROUNDS = num('ROUNDS', 3);
+const DURATION = num('DURATION', 5);
+const WARMUP = num('WARMUP', 1);
+const PREWARM = num('PREWARM', 3);
+const CONNS = num('CONNS', 50);
+const THREADS = num('THREADS', 1);
+const SIZES = list('SIZES', '1k 100k');
+const TARGETS = list('TARGETS', 'direct nginx switchyard switchyard-obs');
+const HIGH_CONNS = num('HIGH_CONNS', 1000);
+const HIGH_THREADS = num('HIGH_THREADS', 2);
+const HIGH_DURATION = num('HIGH_DURATION', DURATION);
+const HIGH_TARGETS = list('HIGH_TARGETS', 'nginx switchyard');
+const LOAD_CPU = String(num('LOAD_CPU', 0));
+const PROXY_CPU = String(num('PROXY_CPU', 1));
+const BUILD = num('BUILD', 1) === 1;
+const NODE_OPTS = list('NODE_OPTS', '');
+const WORK = env.WORK ?? '/tmp/switchyard-bench';
+const PORTS = {
+  direct: 18001,
+  nginx: 18101,
+  switchyard: 18200,
+  'switchyard-obs': 18210,
+  ceiling: 18300,
+  'ceiling-http': 18301,
+  'ceiling-hwm': 18302,
+};
+// Variants of bench/ceiling-proxy.mjs that can run side by side (interleaved A/B).
+const CEILING_VARIANTS = {
+  ceiling: {},
+  'ceiling-http': { CLIENT: 'http' }, // node:http Agent upstream instead of undici
+  'ceiling-hwm': { HWM: '262144' }, // undici keeps reading until 256 KiB are buffered
+};
+const ORIGIN = `127.0.0.1:${PORTS.direct}`;
+
+const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+const RESULTS = join(HERE, 'results', stamp);
+const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+// ------------------------------------------------------------------ processes
+const started = new Set();
+function startBg(name, cpu, cmd, args, extraEnv = {}) {
+  const logFile = join(RESULTS, 'logs', `${name}.log`);
+  const child = spawn('taskset', ['-c', cpu, cmd, ...args], {
+    detached: true, // own process group, so the whole tree is stopped together
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...env, ...extraEnv },
+  });
+  const chunks = [];
+  child.stdout.on('data', (c) => chunks.push(c));
+  child.stderr.on('data', (c) => chunks.push(c));
+  child.on('exit', () => writeFileSync(logFile, Buffer.concat(chunks)));
+  started.add(child);
+  child.on('exit', () => started.delete(child));
+  return child;
+}
+async function stopBg(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    process.kill(-child.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, 5000);
+  await exited;
+  clearTimeout(timer);
+}
+function stopAllSync() {
+  for (const child of started) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+process.on('exit', stopAllSync);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+
+function get(url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: 1000 }, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode, bytes }));
+      res.on('error', () => resolve({ status: 0, bytes }));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve({ status: 0, bytes: 0 }));
+  });
+}
+async function waitReady(url, child) {
+  for (let i = 0; i < 150; i++) {
+    if (child && child.exitCode !== null) return false;
+    if ((await get(url)).status === 200) return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+/** pid plus all its descendants. */
+function treePids(root) {
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid=']).toString();
+  const parent = new Map();
+  for (const line of out.trim().split('\n')) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+    parent.set(pid, ppid);
+  }
+  const keep = new Set([root]);
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const [pid, ppid] of parent)
+      if (!keep.has(pid) && keep.has(ppid)) {
+        keep.add(pid);
+        changed = true;
+      }
+  }
+  return [...keep];
+}
+const readOr = (path, dflt) => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return dflt;
+  }
+};
+const rssKiB = (pids) =>
+  pids.reduce((sum, pid) => {
+    const m = /VmRSS:\s+(\d+)/.exec(readOr(`/proc/${pid}/status`, ''));
+    return sum + (m ? Number(m[1]) : 0);
+  }, 0);
+const cpuTicks = (pids) =>
+  pids.reduce((sum, pid) => {
+    const stat = readOr(`/proc/${pid}/stat`, '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return sum + (fields.length > 12 ? Number(fields[11]) + Number(fields[12]) : 0);
+  }, 0);
+/** Busy and total jiffies per CPU, to see foreign load on the proxy's core. */
+function cpuSnap() {
+  const snap = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (.*)$/.exec(line);
+    if (!m) continue;
+    const v = m[2].trim().split(/\s+/).map(Number);
+    const idle = v[3] + v[4];
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    snap[m[1]] = { busy: total - idle, total };
+  }
+  return snap;
+}
+const HZ = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+// ------------------------------------------------------------------ setup
+function writeFiles() {
+  mkdirSync(join(RESULTS, 'logs'), { recursive: true });
+  mkdirSync(join(RESULTS, 'raw'), { recursive: true });
+  for (const d of ['origin/html', 'origin/logs', 'origin/tmp', 'nginx/logs', 'nginx/tmp'])
+    mkdirSync(join(WORK, d), { recursive: true });
+  const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_\n';
+  const text = (n) => line.repeat(Math.ceil(n / line.length)).slice(0, n);
+  writeFileSync(join(WORK, 'origin/html/1k'), text(1024));
+  writeFileSync(join(WORK, 'origin/html/100k'), text(102400));
+  const temps =
+    'client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n' +
+    '    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;';
+  const head = `daemon off;\nmaster_process on;\npid logs/nginx.pid;\nerror_log stderr warn;\nevents { worker_connections 8192; }\n`;
+  // Same settings as ../shared/bench/anchors/nginx-origin.conf and nginx-proxy.conf.
+  writeFileSync(
+    join(WORK, 'origin.conf'),
+    `${head}http {
+    access_log off; sendfile on; tcp_nopush off; tcp_nodelay on;
+    keepalive_timeout 75s; keepalive_requests 10000000;
+    open_file_cache max=64 inactive=60s; open_file_cache_valid 60s;
+    default_type text/plain;
+    ${temps}
+    server { listen ${ORIGIN} backlog=4096; root html; location / { } }
+}\n`,
+  );
+  writeFileSync(
+    join(WORK, 'nginx-proxy.conf'),
+    `${head}http {
+    access_log off; tcp_nodelay on;
+    keepalive_timeout 75s; keepalive_requests 10000000;
+    ${temps}
+    upstream origin { server ${ORIGIN}; keepalive 64; keepalive_requests 10000000; keepalive_timeout 60s; }
+    server {
+        listen 127.0.0.1:${PORTS.nginx} backlog=4096;
+        location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}\n`,
+  );
+  // The smallest config proxying everything to the origin. Every benchmark client is
+  // 127.0.0.1, so the per-address connection cap (default 256) is raised for the c1000 phase.
+  writeFileSync(
+    join(WORK, 'switchyard.yaml'),
+    `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS.switchyard}
+    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin
+`,
+  );
+  // The same with observability on: JSON access log to a file, admin listener (Prometheus
+  // metrics and the dashboard's live stats) and tracing (on by default in both).
+  writeFileSync(
+    join(WORK, 'switchyard-obs.yaml'),
+    `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS['switchyard-obs']}
+    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin
+accessLog: { format: json, output: ${JSON.stringify(join(WORK, 'access.log'))} }
+admin: { address: 127.0.0.1:${PORTS['switchyard-obs'] + 1} }
+`,
+  );
+  // wrk: keep its fast C path, print one machine-readable line at the end.
+  writeFileSync(
+    join(WORK, 'report.lua'),
+    `done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRKJSON {\\"requests\\":%d,\\"duration_us\\":%d,\\"bytes\\":%d,\\"p50_us\\":%d,\\"p99_us\\":%d,\\"p999_us\\":%d,\\"errors\\":%d}\\n",
+    summary.requests, summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), e.connect + e.read + e.write + e.status + e.timeout))
+end
+`,
+  );
+}
+
+function startOrigin() {
+  return startBg('origin', LOAD_CPU, '/usr/sbin/nginx', [
+    '-p',
+    `${WORK}/origin/`,
+    '-c',
+    join(WORK, 'origin.conf'),
+    '-e',
+    'stderr',
+    '-g',
+    'worker_processes 1;',
+  ]);
+}
+
+function startTarget(name) {
+  switch (name) {
+    case 'nginx':
+      return startBg('nginx', PROXY_CPU, '/usr/sbin/nginx', [
+        '-p',
+        `${WORK}/nginx/`,
+        '-c',
+        join(WORK, 'nginx-proxy.conf'),
+        '-e',
+        'stderr',
+        '-g',
+        'worker_processes 1;',
+      ]);
+    case 'switchyard':
+      return startBg('switchyard', PROXY_CPU, process.execPath, [
+        ...NODE_OPTS,
+        join(ROOT, 'bin/switchyard'),
+        'run',
+        '-c',
+        join(WORK, 'switchyard.yaml'),
+      ]);
+    case 'switchyard-obs':
+      return startBg('switchyard-obs', PROXY_CPU, process.execPath, [
+        ...NODE_OPTS,
+        join(ROOT, 'bin/switchyard'),
+        'run',
+        '-c',
+        join(WORK, 'switchyard-obs.yaml'),
+      ]);
+    case 'ceiling':
+    case 'ceiling-http':
+    case 'ceiling-hwm':
+      return startBg(
+        name,
+        PROXY_CPU,
+        process.execPath,
+        [...NODE_OPTS, join(HERE, 'ceiling-proxy.mjs')],
+        { PORT: String(PORTS[name]), UPSTREAM: ORIGIN, ...CEILING_VARIANTS[name] },
+      );
+    default:
+      throw new Error(
+        `unknown target ${name} (direct nginx switchyard switchyard-obs ceiling ceiling-http ceiling-hwm)`,
+      );
+  }
+}
+
+// ------------------------------------------------------------------ measuring
+function wrk(args) {
+  return new Promise((resolve) => {
+    execFile(
+      'taskset',
+      ['-c', LOAD_CPU, 'wrk', ...args],
+      { maxBuffer: 1 << 20 },
+      (err, stdout, stderr) => resolve(String(stdout) + String(stderr)),
+    );
+  });
+}
+
+async function measure({ target, size, round, conns, threads, duration, pid }) {
+  const url = `http://127.0.0.1:${PORTS[target]}/${size}`;
+  const common = [`-t${threads}`, `-c${conns}`];
+  if (WARMUP > 0) await wrk([...common, `-d${WARMUP}s`, url]);
+  const pids = treePids(pid);
+  let rss = rssKiB(pids);
+  const sampler = setInterval(() => (rss = Math.max(rss, rssKiB(pids))), 200);
+  const t0 = cpuTicks(pids);
+  const c0 = cpuSnap();
+  const out = await wrk([
+    ...common,
+    `-d${duration}s`,
+    '--latency',
+    '-s',
+    join(WORK, 'report.lua'),
+    url,
+  ]);
+  const c1 = cpuSnap();
+  const t1 = cpuTicks(pids);
+  clearInterval(sampler);
+  rss = Math.max(rss, rssKiB(pids));
+  writeFileSync(join(RESULTS, 'raw', `${target}.${size}.c${conns}.r${round}.txt`), out);
+  const m = /WRKJSON (\{.*\})/.exec(out);
+  if (!m) {
+    log(`wrk failed for ${target} ${size} round ${round}:\n${out}`);
+    return null;
+  }
+  const j = JSON.parse(m[1]);
+  const seconds = j.duration_us / 1e6;
+  const busy = (cpu) => {
+    const d = c1[cpu].total - c0[cpu].total;
+    return d > 0 ? (100 * (c1[cpu].busy - c0[cpu].busy)) / d : 0;
+  };
+  const measuredCores = (t1 - t0) / HZ / seconds;
+  const row = {
+    target,
+    size,
+    round,
+    conns,
+    rps: j.requests / seconds,
+    p50: j.p50_us,
+    p99: j.p99_us,
+    p999: j.p999_us,
+    errors: j.errors,
+    bytesPerReq: j.requests > 0 ? j.bytes / j.requests : 0,
+    rssKiB: rss,
+    // CPU used by what we measure (the origin for `direct`), and how busy each core was:
+    // busy% on the proxy core minus the proxy's own share is load from someone else.
+    cores: measuredCores,
+    // Requests per CPU-second of the measured process: much less sensitive than rps to other
+    // load on the shared machine (a proxy that only got half its core still shows its cost).
+    perCore: measuredCores > 0 ? j.requests / seconds / measuredCores : NaN,
+    loadCpuBusy: busy(LOAD_CPU),
+    proxyCpuBusy: busy(PROXY_CPU),
+    foreignOnProxyCpu:
+      target === 'direct' ? busy(PROXY_CPU) : Math.max(0, busy(PROXY_CPU) - 100 * measuredCores),
+  };
+  log(
+    `r${round} ${target.padEnd(10)} ${size.padEnd(5)} c${String(conns).padEnd(4)} ${row.rps.toFixed(0).padStart(7)} rps` +
+      `  p50 ${String(row.p50).padStart(6)}us  p99 ${String(row.p99).padStart(7)}us  rss ${(rss / 1024).toFixed(1)}MiB` +
+      `  cores ${row.cores.toFixed(2)}  cpu% ${row.loadCpuBusy.toFixed(0)},${row.proxyCpuBusy.toFixed(0)}` +
+      `  foreign ${row.foreignOnProxyCpu.toFixed(0)}%  err ${row.errors}`,
+  );
+  return row;
+}
+
+// ------------------------------------------------------------------ report
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+const fmt = (x, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+const ms = (us) => (Number.isFinite(us) ? (us / 1000).toFixed(2) : '-');
+
+function report(rows, high) {
+  const lines = [];
+  const conf =
+    `rounds=${ROUNDS} duration=${DURATION}s warmup=${WARMUP}s wrk -t${THREADS} -c${CONNS}; ` +
+    `origin + wrk on cpu ${LOAD_CPU}, proxy on cpu ${PROXY_CPU}; node ${process.version}; ` +
+    `load average at start ${startLoad.map((x) => x.toFixed(2)).join(' ')}`;
+  lines.push(`# Switchyard bench ${stamp}`, '', conf, '');
+  lines.push(
+    '| target | body | rps (median) | x nginx | x direct | p50 ms | p99 ms | p99 x nginx | proxy cores | rps per proxy core | per core x nginx | RSS MiB | foreign load on proxy cpu | errors |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  const pick = (t, s) => rows.filter((r) => r.target === t && r.size === s);
+  // Ratios are medians of per-round ratios (each round's runs are close in time, so they
+  // share the same background noise), which is steadier than a ratio of medians.
+  const perRound = (t, s, base, key) =>
+    median(
+      pick(t, s).map((r) => {
+        const b = pick(base, s).find((x) => x.round === r.round);
+        return b ? r[key] / b[key] : NaN;
+      }),
+    );
+  for (const size of SIZES) {
+    for (const t of TARGETS) {
+      const rs = pick(t, size);
+      if (rs.length === 0) continue;
+      lines.push(
+        `| ${t} | ${size} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(perRound(t, size, 'nginx', 'rps'), 2)} | ` +
+          `${fmt(perRound(t, size, 'direct', 'rps'), 2)} | ${ms(median(rs.map((r) => r.p50)))} | ${ms(median(rs.map((r) => r.p99)))} | ` +
+          `${fmt(perRound(t, size, 'nginx', 'p99'), 2)} | ${fmt(median(rs.map((r) => r.cores)), 2)} | ` +
+          `${fmt(median(rs.map((r) => r.perCore)))} | ${fmt(perRound(t, size, 'nginx', 'perCore'), 2)} | ` +
+          `${fmt(Math.max(...rs.map((r) => r.rssKiB)) / 1024, 1)} | ${fmt(median(rs.map((r) => r.foreignOnProxyCpu)))}% | ` +
+          `${rs.reduce((a, r) => a + r.errors, 0)} |`,
+      );
+    }
+  }
+  if (high.length > 0) {
+    lines.push(
+      '',
+      `High concurrency: wrk -t${HIGH_THREADS} -c${HIGH_CONNS} -d${HIGH_DURATION}s, 1k body, keep-alive; peak RSS of the proxy process tree.`,
+      '',
+      '| target | rps | p50 ms | p99 ms | p99 x nginx | peak RSS MiB | errors |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
+    const nginx = high.find((r) => r.target === 'nginx');
+    for (const r of high) {
+      lines.push(
+        `| ${r.target} | ${fmt(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${nginx ? fmt(r.p99 / nginx.p99, 2) : '-'} | ` +
+          `${fmt(r.rssKiB / 1024, 1)} | ${r.errors} |`,
+      );
+    }
+  }
+  // Targets from issue 2.
+  const sy = (s, k) => perRound('switchyard', s, 'nginx', k);
+  const checks = [];
+  if (TARGETS.includes('switchyard') && TARGETS.includes('nginx')) {
+    if (SIZES.includes('1k')) checks.push(['1 KiB rps >= 0.4x nginx', sy('1k', 'rps'), 0.4, '>=']);
+    if (SIZES.includes('100k'))
+      checks.push(['100 KiB rps >= 0.6x nginx', sy('100k', 'rps'), 0.6, '>=']);
+    for (const s of SIZES) checks.push([`${s} p99 <= 3x nginx`, sy(s, 'p99'), 3, '<=']);
+    // The same rps targets on requests per proxy CPU-second (robust to a noisy shared machine).
+    if (SIZES.includes('1k'))
+      checks.push(['1 KiB rps per core >= 0.4x nginx', sy('1k', 'perCore'), 0.4, '>=']);
+    if (SIZES.includes('100k'))
+      checks.push(['100 KiB rps per core >= 0.6x nginx', sy('100k', 'perCore'), 0.6, '>=']);
+  }
+  // Issue 8: access log, metrics and tracing cost at most 10% of throughput.
+  if (TARGETS.includes('switchyard') && TARGETS.includes('switchyard-obs')) {
+    for (const s of SIZES) {
+      const obs = (k) => perRound('switchyard-obs', s, 'switchyard', k);
+      checks.push([`${s} rps with observability >= 0.9x without`, obs('rps'), 0.9, '>=']);
+      checks.push([
+        `${s} rps per core with observability >= 0.9x without`,
+        obs('perCore'),
+        0.9,
+        '>=',
+      ]);
+    }
+  }
+  const hs = high.find((r) => r.target === 'switchyard');
+  if (hs) checks.push([`RSS at ${HIGH_CONNS} clients < 120 MiB`, hs.rssKiB / 1024, 120, '<']);
+  if (checks.length > 0) {
+    lines.push('', '| target (issues 2, 8) | measured | verdict |', '|---|---:|---|');
+    for (const [name, v, limit, op] of checks) {
+      const ok = op === '>=' ? v >= limit : op === '<=' ? v <= limit : v < limit;
+      lines.push(`| ${name} | ${fmt(v, 2)} | ${ok ? 'met' : 'NOT met'} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+// ------------------------------------------------------------------ main
+const startLoad = loadavg();
+async function main() {
+  for (const tool of ['wrk', 'taskset', '/usr/sbin/nginx']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`${tool} not found: apt-get install -y nginx wrk util-linux`);
+    }
+  }
+  if (BUILD) {
+    log('building (npx tsc -p tsconfig.build.json)');
+    try {
+      execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+    } catch {
+      log('tsc reported type errors (dist/ is emitted anyway)');
+    }
+  }
+  if (!existsSync(join(ROOT, 'dist/cli.js'))) throw new Error('dist/cli.js missing: build first');
+  writeFiles();
+  log(`results in ${RESULTS}`);
+  const origin = startOrigin();
+  if (!(await waitReady(`http://${ORIGIN}/1k`, origin))) throw new Error('origin did not start');
+
+  // Proxies stay up for the whole run (idle ones cost nothing), so rounds can interleave
+  // targets quickly; each gets a warm-up before every measurement.
+  const procs = { direct: origin };
+  const wanted = [...new Set([...TARGETS, ...(HIGH_CONNS > 0 ? HIGH_TARGETS : [])])];
+  for (const t of wanted) {
+    if (t === 'direct') continue;
+    procs[t] = startTarget(t);
+    const base = `http://127.0.0.1:${PORTS[t]}`;
+    if (!(await waitReady(`${base}/1k`, procs[t])))
+      throw new Error(`${t} did not become ready (see ${RESULTS}/logs)`);
+    const check = await get(`${base}/100k`);
+    if (check.bytes !== 102400) log(`WARNING: ${t} returned ${check.bytes} bytes for /100k`);
+  }
+
+  // A fresh node process runs cold (interpreted, then optimising) for its first seconds; warm
+  // every target once so round 1 is not a JIT benchmark.
+  if (PREWARM > 0) {
+    log(`pre-warming every target for ${PREWARM}s per body size`);
+    for (const target of TARGETS)
+      for (const size of SIZES)
+        await wrk([
+          `-t${THREADS}`,
+          `-c${CONNS}`,
+          `-d${PREWARM}s`,
+          `http://127.0.0.1:${PORTS[target]}/${size}`,
+        ]);
+  }
+  const rows = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of TARGETS) {
+      for (const size of SIZES) {
+        const row = await measure({
+          target,
+          size,
+          round,
+          conns: CONNS,
+          threads: THREADS,
+          duration: DURATION,
+          pid: procs[target].pid,
+        });
+        if (row) rows.push(row);
+      }
+    }
+  }
+  const high = [];
+  if (HIGH_CONNS > 0) {
+    for (const target of HIGH_TARGETS) {
+      const row = await measure({
+        target,
+        size: '1k',
+        round: 1,
+        conns: HIGH_CONNS,
+        threads: HIGH_THREADS,
+        duration: HIGH_DURATION,
+        pid: procs[target].pid,
+      });
+      if (row) high.push(row);
+    }
+  }
+  for (const child of [...started]) await stopBg(child);
+  const text = report(rows, high);
+  writeFileSync(join(RESULTS, 'runs.json'), JSON.stringify({ rows, high }, null, 2));
+  writeFileSync(join(RESULTS, 'report.md'), `${text}\n`);
+  process.stdout.write(`${text}\n`);
+}
+
+main().catch((err) => {
+  log(`FATAL: ${err.message}`);
+  process.exit(1);
+});
