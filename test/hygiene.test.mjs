@@ -433,7 +433,7 @@ describe('fuzz', () => {
 
   test('2000 requests that must be refused: no crash, none reaches the origin', async () => {
     const p = await proxy(`
-listeners: [{ address: "127.0.0.1:0", limits: { headersTimeout: 2s } }]
+listeners: [{ address: "127.0.0.1:0", limits: { headersTimeout: 500ms } }]
 upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
 routes: [{ upstream: app }]
 `);
