@@ -161,9 +161,13 @@ function routeByPreface(server: http.Server, h2: http2.Http2Server): void {
       socket.setTimeout(0);
       socket.pause();
       socket.unshift(seen);
-      if (isPrefix) h2.emit('connection', socket);
-      else http1Connection.call(server, socket);
-      socket.resume();
+      if (isPrefix) {
+        // The HTTP/2 session takes the socket's handle over and reads what was unshifted.
+        h2.emit('connection', socket);
+      } else {
+        http1Connection.call(server, socket);
+        socket.resume();
+      }
     };
     socket.on('data', onData);
   });
