@@ -52,6 +52,11 @@ async function run(configPath: string): Promise<number> {
   const config = await loadOrReport(configPath);
   if (!config) return 1;
   const log = createStderrLogger();
+  if (config.workers === 'auto' || config.workers > 1) {
+    // Several worker processes under a supervising primary (src/cluster); workers: 1 stays here.
+    const { runPrimary } = await import('./cluster/primary.js');
+    return runPrimary(configPath, config, log);
+  }
   let proxy: Switchyard | undefined;
   let current = config;
   // SIGHUP and POST /api/reload share this path; reloads run one after another.
@@ -96,6 +101,10 @@ async function run(configPath: string): Promise<number> {
   const running = proxy;
   installCrashGuards(log);
   process.on('SIGHUP', () => void reloadFromFile());
+  if (config.features.watch === true) {
+    const { watchConfigFile } = await import('./cluster/watch.js');
+    watchConfigFile(configPath, () => void reloadFromFile(), log);
+  }
   // Log rotation: the access log file is opened again by name.
   process.on('SIGUSR1', () => running.reopenLogs());
   return await new Promise<number>((resolve) => {

@@ -29,6 +29,14 @@ export interface StartOptions {
   announce?: boolean;
   /** What POST /api/reload calls (the CLI passes its SIGHUP path); absent: the API answers 501. */
   reload?: () => Promise<ReloadResult>;
+  /** Feature state seeded before the first runtime is built (src/cluster: the rate-limit store
+   * that asks the primary process). */
+  shared?: ReadonlyMap<string, unknown>;
+  /** false: metrics are still kept, but no admin listener is opened (a cluster primary serves
+   * the admin API for every worker). Default true. */
+  serveAdmin?: boolean;
+  /** Called with each listener's server just before it listens (src/cluster: SO_REUSEPORT). */
+  prepareListen?: (server: import('node:net').Server, config: ListenerConfig) => void;
 }
 
 /**
@@ -41,7 +49,9 @@ export class Switchyard {
   private readonly hosts = new HostRegistry();
   /** Active health checkers of the current runtime's upstreams (state lives on the hosts). */
   readonly health: HealthManager;
-  private readonly shared = new Map<string, unknown>();
+  private readonly shared: Map<string, unknown>;
+  private readonly serveAdmin: boolean;
+  private readonly prepareListen: StartOptions['prepareListen'];
   private readonly log: LogFn;
   private readonly announce: boolean;
   private stopping: Promise<void> | null = null;
@@ -55,6 +65,9 @@ export class Switchyard {
   private readonly reloadHook: (() => Promise<ReloadResult>) | undefined;
 
   private constructor(config: Config, options: StartOptions) {
+    this.shared = new Map(options.shared ?? []);
+    this.serveAdmin = options.serveAdmin ?? true;
+    this.prepareListen = options.prepareListen;
     this.log = options.log ?? createStderrLogger();
     this.announce = options.announce ?? true;
     this.reloadHook = options.reload;
@@ -72,7 +85,7 @@ export class Switchyard {
     const proxy = new Switchyard(config, options);
     try {
       for (const listenerConfig of config.listeners) await proxy.openListener(listenerConfig);
-      if (config.admin) await proxy.startAdmin(config);
+      if (config.admin && proxy.serveAdmin) await proxy.startAdmin(config);
     } catch (err) {
       await proxy.stop(0);
       throw err;
@@ -99,6 +112,7 @@ export class Switchyard {
       dispatcher: () => this.runtime,
       log: this.log,
     });
+    this.prepareListen?.(listener.server, config);
     try {
       const url = await listener.listen();
       this.observability.addListener(config.name, listener.info, listener.server);
@@ -153,6 +167,7 @@ export class Switchyard {
 
   /** Applies a reloaded `admin` section: same address keeps the listener, else it moves. */
   private async reloadAdmin(config: Config): Promise<void> {
+    if (!this.serveAdmin) return;
     const current = this.admin;
     if (current && config.admin && current.addressText === config.admin.addressText) {
       current.setConfig(config.admin);

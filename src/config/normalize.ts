@@ -66,6 +66,7 @@ export const GLOBAL_FEATURE_KEYS = [
   'waf',
   'acme',
   'tracing',
+  'watch',
 ] as const;
 
 export const REDIRECT_STATUSES = [301, 302, 303, 307, 308] as const;

@@ -852,6 +852,11 @@ const ConfigObject = obj(
       errorMessage: 'expected a whole number of at least 1 or "auto"',
     }),
     shutdownTimeout: duration('Time in-flight requests get to finish on stop.', '30s'),
+    watch: Type.Boolean({
+      description:
+        'Reload when the config file changes on disk (validated first, exactly like SIGHUP).',
+      default: false,
+    }),
     errorPages: Type.Record(Type.String({ pattern: '^[45][0-9][0-9]$' }), Type.String(), {
       additionalProperties: false,
       keyErrorMessage: 'expected a status code from 400 to 599',
