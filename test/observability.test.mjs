@@ -68,7 +68,7 @@ accessLog: { format: json, output: ${JSON.stringify(logPath)} }
   try {
     const res = await request(`${proxy.url}/hello/world?x=1&y=2`, {
       headers: {
-        'user-agent': 'obs-test/1.0',
+        'user-agent': 'obs-test/1.0 "quoted" \\ back',
         referer: 'https://example.test/from',
         traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
       },
@@ -101,7 +101,7 @@ accessLog: { format: json, output: ${JSON.stringify(logPath)} }
     assert.equal(typeof a.upstreamTimeMs, 'number');
     assert.ok(a.upstreamTimeMs <= a.durationMs);
     assert.equal(a.retries, 0);
-    assert.equal(a.userAgent, 'obs-test/1.0');
+    assert.equal(a.userAgent, 'obs-test/1.0 "quoted" \\ back', 'escaped and parsed back');
     assert.equal(a.referer, 'https://example.test/from');
     assert.equal(a.listener, 'web');
     assert.equal(a.tls, undefined, 'no TLS on a cleartext listener');
