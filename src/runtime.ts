@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Config, RouteConfig } from './config/types.js';
 import { RequestContext, type ListenerInfo } from './core/context.js';
-import type { RequestDispatcher } from './core/dispatcher.js';
+import { UPGRADE_STATE, type RequestDispatcher, type UpgradeIO } from './core/dispatcher.js';
 import { channels } from './core/events.js';
 import {
   compose,
@@ -19,6 +19,7 @@ import { createForwardHandler } from './proxy/forward.js';
 import { compileRequestHeaderOps } from './proxy/headers.js';
 import { createRedirectHandler, createRespondHandler } from './proxy/local.js';
 import { compileRewrite } from './proxy/rewrite.js';
+import { createUpgradeHandler } from './proxy/upgrade.js';
 import { createRouter, type Router } from './routing/index.js';
 import type { UpstreamGroup } from './upstream/group.js';
 import type { HostRegistry } from './upstream/registry.js';
@@ -41,6 +42,8 @@ export interface RuntimeDeps {
 interface CompiledRoute {
   config: RouteConfig;
   handler: Handler;
+  /** The same filters ending in the WebSocket tunnel; null for routes without an upstream. */
+  upgradeHandler: Handler | null;
   filters: Filter[];
 }
 
@@ -96,6 +99,7 @@ export class Runtime implements RequestDispatcher {
       filters.push(feature.create(value, filterDeps, { name: route.name }));
     }
     let terminal: Handler;
+    let upgradeTerminal: Handler | null = null;
     const action = route.action;
     if (action.type === 'redirect') {
       terminal = createRedirectHandler(action.location, action.status);
@@ -116,6 +120,17 @@ export class Runtime implements RequestDispatcher {
         isTrustedPeer: (ctx) => this.isTrustedPeer(ctx.req),
         log: this.log,
       });
+      upgradeTerminal = createUpgradeHandler({
+        group,
+        rewriteTarget: compileRewrite(route.rewrite),
+        hostHeader: upstream.hostHeader === undefined ? null : compileTemplate(upstream.hostHeader),
+        requestHeaderOps: compileRequestHeaderOps(route.requestHeaders, compileTemplate),
+        readTimeoutMs: route.timeouts?.readMs ?? upstream.readTimeoutMs,
+        // A WebSocket is idle when no frame moved for as long as a response may take.
+        idleTimeoutMs: route.timeouts?.readMs ?? upstream.readTimeoutMs,
+        isTrustedPeer: (ctx) => this.isTrustedPeer(ctx.req),
+        log: this.log,
+      });
     }
     const routeName = route.name;
     const chain = compose(filters, terminal);
@@ -123,7 +138,15 @@ export class Runtime implements RequestDispatcher {
       ctx.routeName = routeName;
       return chain(ctx);
     };
-    return { config: route, handler, filters };
+    let upgradeHandler: Handler | null = null;
+    if (upgradeTerminal !== null) {
+      const upgradeChain = compose(filters, upgradeTerminal);
+      upgradeHandler = (ctx) => {
+        ctx.routeName = routeName;
+        return upgradeChain(ctx);
+      };
+    }
+    return { config: route, handler, upgradeHandler, filters };
   }
 
   isTrustedPeer(req: IncomingMessage): boolean {
@@ -131,7 +154,12 @@ export class Runtime implements RequestDispatcher {
     return checkAddress(this.trusted, req.socket.remoteAddress ?? '');
   }
 
-  handle(req: IncomingMessage, res: ServerResponse, listener: ListenerInfo): void {
+  handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    listener: ListenerInfo,
+    upgrade?: UpgradeIO,
+  ): void {
     const trustedPeer = this.isTrustedPeer(req);
     const clientIp = trustedPeer ? this.clientIpFromForwarded(req) : peerAddress(req);
     const incomingId = trustedPeer ? req.headers['x-request-id'] : undefined;
@@ -158,8 +186,13 @@ export class Runtime implements RequestDispatcher {
       ctx.sendError('ROUTE_NOT_FOUND');
       return;
     }
+    let handler = route.handler;
+    if (upgrade !== undefined && route.upgradeHandler !== null) {
+      ctx.setState(UPGRADE_STATE, upgrade);
+      handler = route.upgradeHandler;
+    }
     try {
-      const pending = route.handler(ctx);
+      const pending = handler(ctx);
       if (pending !== undefined)
         pending.then(undefined, (err: unknown) => this.onUnexpected(ctx, err));
     } catch (err) {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ListenerInfo } from './context.js';
 
 /**
@@ -6,5 +7,29 @@ import type { ListenerInfo } from './context.js';
  * the runtime built from the current config implements this, and a reload swaps it atomically.
  */
 export interface RequestDispatcher {
-  handle(req: IncomingMessage, res: ServerResponse, listener: ListenerInfo): void;
+  /** `upgrade` is set for WebSocket upgrades (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT). */
+  handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    listener: ListenerInfo,
+    upgrade?: UpgradeIO,
+  ): void;
 }
+
+/**
+ * The raw connection behind a WebSocket upgrade. Errors and refusals are still answered through
+ * the request's response object; only an accepted upgrade writes to `socket` directly.
+ */
+export interface UpgradeIO {
+  /** HTTP/1.1: the client socket. HTTP/2: the request's stream. */
+  socket: Duplex;
+  /** Bytes the client sent after the request head (already part of the tunnel). */
+  head: Buffer;
+  /** True for RFC 8441 extended CONNECT: accept with a 200 on the stream, not a 101. */
+  http2: boolean;
+  /** Lets go of the response object before raw bytes are written to the socket. */
+  detach?: () => void;
+}
+
+/** ctx state key under which the upgrade terminal finds the UpgradeIO. */
+export const UPGRADE_STATE = 'upgrade';

@@ -2,8 +2,11 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
+import type { ListenerInfo } from '../core/context.js';
+import type { RequestDispatcher } from '../core/dispatcher.js';
 import { TlsTerminator, type ListenerTlsSettings } from './tls.js';
 
 type LogFn = (
@@ -16,6 +19,65 @@ type LogFn = (
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 const terminators = new WeakMap<http.Server, TlsTerminator>();
+const H2_RESPONSE = Symbol('switchyard.h2Response');
+const EMPTY = Buffer.alloc(0);
+const tunnels = new WeakMap<http.Server, Set<Duplex>>();
+const WEBSOCKET_TOKEN = /(?:^|,)\s*websocket\s*(?:,|$)/i;
+
+/**
+ * Takes a server 'upgrade' event to the dispatcher. The request gets a normal response object
+ * (so routes, filters and errors work as for any request); only a WebSocket upgrade that the
+ * upstream accepts turns the connection into a tunnel. Other upgrade tokens (h2c, ...) are not
+ * supported and are answered as plain HTTP/1.1 requests, as RFC 9110 §7.8 allows.
+ */
+export function acceptUpgrade(
+  server: http.Server,
+  dispatcher: RequestDispatcher,
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  listener: ListenerInfo,
+): void {
+  if (req.httpVersionMajor === 2) {
+    const res = (req as unknown as Record<symbol, http.ServerResponse>)[H2_RESPONSE];
+    dispatcher.handle(req, res, listener, { socket, head, http2: true });
+    return;
+  }
+  socket.on('error', () => socket.destroy());
+  let open = tunnels.get(server);
+  if (open === undefined) {
+    const set = new Set<Duplex>();
+    open = set;
+    tunnels.set(server, set);
+    // Upgraded sockets leave node's connection tracking; the final cut of a drain must reach them.
+    const closeAll = server.closeAllConnections.bind(server);
+    server.closeAllConnections = () => {
+      closeAll();
+      for (const s of set) s.destroy();
+    };
+  }
+  const set = open;
+  set.add(socket);
+  socket.once('close', () => set.delete(socket));
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.end();
+  });
+  const upgrade = req.headers.upgrade;
+  if (req.method !== 'GET' || upgrade === undefined || !WEBSOCKET_TOKEN.test(upgrade)) {
+    dispatcher.handle(req, res, listener);
+    return;
+  }
+  dispatcher.handle(req, res, listener, {
+    socket,
+    head,
+    http2: false,
+    detach: () => res.detachSocket(socket as Socket),
+  });
+}
 
 /** The TLS state of a listener's server, or undefined for a plain listener. */
 export function tlsTerminatorOf(server: http.Server): TlsTerminator | undefined {
@@ -105,12 +167,13 @@ function createHttp2Side(
   // Extended CONNECT (WebSocket over HTTP/2) arrives as node's 'connect' on the HTTP/2 server;
   // the listener's upgrade handler takes it with the stream standing in for the socket.
   h2.on('connect', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-    if (req.headers[':protocol'] === undefined || outer.listenerCount('upgrade') === 0) {
-      res.writeHead(405);
+    if (req.headers[':protocol'] !== 'websocket' || outer.listenerCount('upgrade') === 0) {
+      res.writeHead(req.headers[':protocol'] === undefined ? 405 : 501);
       res.end();
       return;
     }
-    outer.emit('upgrade', req, req.stream, Buffer.alloc(0));
+    (req as unknown as Record<symbol, unknown>)[H2_RESPONSE] = res;
+    outer.emit('upgrade', req, req.stream, EMPTY);
   });
 
   // Draining must reach HTTP/2 sessions too: GOAWAY for idle ones, a cut when time is up.

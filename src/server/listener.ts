@@ -1,9 +1,10 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
-import { createListenerServer } from './http2.js';
+import { acceptUpgrade, createListenerServer } from './http2.js';
 import {
   BodyRateGuard,
   checkRequest,
@@ -82,6 +83,7 @@ export class Listener {
     this.server.on('request', this.onRequest);
     this.server.on('checkContinue', this.onCheckContinue);
     this.server.on('clientError', this.onClientError);
+    this.server.on('upgrade', this.onUpgrade);
     this.server.on('connect', this.onConnect);
     this.bodyRate = new BodyRateGuard(
       limits.minBodyRate ?? DEFAULT_MIN_BODY_RATE,
@@ -149,6 +151,17 @@ export class Listener {
       } else {
         res.destroy();
       }
+    }
+  };
+
+  private readonly onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      acceptUpgrade(this.server, this.hooks.dispatcher(), req, socket, head, this.info);
+    } catch (err) {
+      this.hooks.log('error', 'unhandled error while dispatching an upgrade', {
+        error: String(err),
+      });
+      socket.destroy();
     }
   };
 
