@@ -37,7 +37,10 @@ function escapeHtml(s: string): string {
 }
 
 function demoConfig(port: number, origins: number[]): string {
+  // The dashboard sits on 9901 next to the usual 8080, or on a free port when falling back.
+  const adminPort = port === 0 ? 0 : 9901;
   return `
+admin: { address: 127.0.0.1:${adminPort} }
 listeners:
   - name: web
     address: 127.0.0.1:${port}
@@ -92,6 +95,7 @@ export async function runDemo(): Promise<number> {
   const url = proxy.url();
   process.stdout.write(`
 Switchyard demo is running at ${url}
+Live dashboard: ${proxy.adminUrl()}/ (drain a server there and watch the traffic move)
 
   Open ${url}/ in a browser and reload: origin-a answers twice as often as b and c.
   curl ${url}/ping                 a response from Switchyard itself
