@@ -101,8 +101,13 @@ export function buildUpstreamRequestHeaders(
       continue;
     }
     if (isHopByHop(lower) || (tokens !== null && tokens.has(lower))) {
-      // `TE: trailers` is the one TE value HTTP/2 allows, and gRPC servers require it.
-      if (lower === 'te' && raw[i + 1].trim().toLowerCase() === 'trailers')
+      // `TE: trailers` from an HTTP/2 client (gRPC) says it takes trailers end to end, which
+      // gRPC servers check; HTTP/1.1's TE stays hop-by-hop.
+      if (
+        lower === 'te' &&
+        ctx.req.httpVersionMajor === 2 &&
+        raw[i + 1].trim().toLowerCase() === 'trailers'
+      )
         out.push(name, 'trailers');
       continue;
     }
