@@ -12,7 +12,12 @@ export function diffConfigs(a: Config, b: Config): string[] {
   for (const [name, l] of listenersB) {
     const old = listenersA.get(name);
     if (!old) out.push(`listener added: ${name} (${l.addressText})`);
-    else if (!same(old, l)) out.push(`listener changed: ${name}`);
+    else if (!same(old, l)) {
+      out.push(`listener changed: ${name}`);
+      const certsA = old.tls?.certificates;
+      const certsB = l.tls?.certificates;
+      if (!same(certsA, certsB)) out.push(`listener ${name}: certificates changed`);
+    }
   }
 
   for (const name of a.upstreams.keys()) {
