@@ -305,6 +305,8 @@ const UpstreamTls = obj(
   {
     ca: Type.String({ description: 'Path to a PEM CA bundle trusted for the servers.' }),
     serverName: Type.String({ description: 'SNI name and name to verify.' }),
+    cert: Type.String({ description: 'Path to a PEM client certificate (with key).' }),
+    key: Type.String({ description: 'Path to the PEM key of the client certificate.' }),
     insecureSkipVerify: Type.Boolean({
       description: 'Do not verify the server certificate (testing only).',
       default: false,

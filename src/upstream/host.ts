@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { createUpstreamConnector, needsUpstreamConnector } from './tls.js';
 import { channels } from '../core/events.js';
 import { systemClock, type Clock } from './clock.js';
 
@@ -255,12 +256,16 @@ export class Host {
 function createPool(origin: string, settings: PoolSettings): Pool {
   return new Pool(origin, {
     connections: settings.maxConnections,
-    pipelining: 1,
+    // HTTP/2 multiplexes: up to 100 streams per connection instead of one request at a time.
+    pipelining: settings.protocol === 'http1' ? 1 : 100,
     keepAliveTimeout: settings.keepAliveIdleMs,
     keepAliveMaxTimeout: Math.max(settings.keepAliveIdleMs, 600_000),
     // Client-facing timeouts are set per request; these are only the connection-level bounds.
-    connect: { timeout: settings.connectTimeoutMs, ...(settings.tls ?? {}) },
-    allowH2: settings.protocol === 'h2',
+    // TLS and h2c upstreams get a connector with a fixed SNI name and HTTP/2 options.
+    connect: needsUpstreamConnector(origin, settings)
+      ? createUpstreamConnector(origin, settings)
+      : { timeout: settings.connectTimeoutMs, ...(settings.tls ?? {}) },
+    allowH2: settings.protocol !== 'http1',
     // Upstream response headers are bounded like client request headers.
     maxHeaderSize: 64 * 1024,
     strictContentLength: true,

@@ -2,6 +2,7 @@ import type { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { systemClock, type Clock, type RandomSource } from './clock.js';
 import { Host, type PoolSettings } from './host.js';
+import { upstreamTlsOptions, type UpstreamTlsSettings } from './tls.js';
 import { UpstreamGroup } from './group.js';
 import { parseCircuitBreaker, type CircuitBreakerSettings } from './policy.js';
 import { UpstreamState } from './state.js';
@@ -15,6 +16,7 @@ function poolSettings(config: UpstreamConfig): PoolSettings {
     keepAliveIdleMs: config.keepAlive.idleTimeoutMs,
     maxConnections: limits?.maxConnections ?? null,
     protocol: config.protocol,
+    tls: upstreamTlsOptions(config.name, config.features.tls as UpstreamTlsSettings | undefined),
   };
 }
 
