@@ -7,8 +7,8 @@
 // After the rounds, a high-concurrency phase (wrk -c1000) measures peak RSS and p99.
 //
 // Knobs (env), defaults in brackets:
-//   ROUNDS [3]  DURATION [5] seconds per run  WARMUP [1] seconds before each run
-//   PREWARM [3] seconds of load per target and size once before round 1 (JIT warm-up)
+//   ROUNDS [3]  DURATION [4] seconds per run  WARMUP [1] seconds before each run
+//   PREWARM [2] seconds of load per target and size once before round 1 (JIT warm-up)
 //   CONNS [50]  THREADS [1]  SIZES ["1k 100k"]
 //   TARGETS ["direct nginx switchyard switchyard-obs"]  switchyard-obs: the same Switchyard config
 //            plus a JSON access log to a file, the admin listener (metrics, live stats) and
@@ -38,9 +38,9 @@ const num = (name, dflt) =>
 const list = (name, dflt) => (env[name] ?? dflt).split(/\s+/).filter(Boolean);
 
 const ROUNDS = num('ROUNDS', 3);
-const DURATION = num('DURATION', 5);
+const DURATION = num('DURATION', 4);
 const WARMUP = num('WARMUP', 1);
-const PREWARM = num('PREWARM', 3);
+const PREWARM = num('PREWARM', 2);
 const CONNS = num('CONNS', 50);
 const THREADS = num('THREADS', 1);
 const SIZES = list('SIZES', '1k 100k');
