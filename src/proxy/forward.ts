@@ -24,6 +24,9 @@ export interface ForwardOptions {
   log: (level: 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
 }
 
+/** Bytes a response may buffer for a slow client before the upstream is paused. */
+const CLIENT_BUFFER_LIMIT = 256 * 1024;
+
 class BodyTooLargeError extends Error {
   constructor() {
     super('request body exceeds maxBodySize');
@@ -424,15 +427,27 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.done) return false;
-    const flowing = this.ctx.res.write(chunk);
-    if (!flowing) this.ctx.res.once('drain', this.onDrain);
-    return flowing;
+    const res = this.ctx.res;
+    if (res.write(chunk)) return true;
+    // node's writable says "full" past 16 KiB; pausing undici then costs an event-loop round
+    // trip per 64 KiB chunk. Keep reading until a bounded amount is buffered for this client.
+    if (((res as { writableLength?: number }).writableLength ?? Infinity) < CLIENT_BUFFER_LIMIT) {
+      return true;
+    }
+    res.once('drain', this.onDrain);
+    return false;
   }
 
   onComplete(trailers: string[] | Buffer[] | null): void {
     if (this.done) return;
     this.finish();
     const res = this.ctx.res;
+    if (trailers !== null && !Array.isArray(trailers)) {
+      // undici's HTTP/2 client hands trailers over as an object (e.g. gRPC's grpc-status).
+      trailers = Object.entries(trailers as Record<string, string | string[]>).flatMap(
+        ([name, value]) => [name, Array.isArray(value) ? value.join(', ') : String(value)],
+      );
+    }
     if (trailers !== null && trailers.length > 0) {
       const out: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2)
