@@ -65,6 +65,7 @@ test('jsonSchema: covers every top-level key of the contract', () => {
       'trustedProxies',
       'upstreams',
       'waf',
+      'watch',
       'workers',
     ].sort(),
   );
