@@ -157,17 +157,16 @@ export function buildClientResponseHeaders(
   raw: Buffer[],
   rewrite: ResponseRewrite,
 ): OutgoingHeaders {
+  // One pass: each name is converted once; fields named by Connection are removed afterwards.
   const headers: OutgoingHeaders = {};
   let tokens: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') {
-      tokens = connectionTokens(raw[i + 1].toString('latin1'));
-    }
-  }
-  for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toString('latin1').toLowerCase();
+    if (lower === 'connection') {
+      tokens = connectionTokens(raw[i + 1].toString('latin1'));
+      continue;
+    }
     if (isHopByHop(lower) || STRIPPED_RESPONSE_HEADERS.has(lower)) continue;
-    if (tokens !== null && tokens.has(lower)) continue;
     let value = raw[i + 1].toString('latin1');
     if (lower === 'location') value = rewriteLocation(ctx, value, rewrite);
     else if (lower === 'set-cookie') value = rewriteCookieDomain(ctx, value, rewrite);
@@ -176,6 +175,7 @@ export function buildClientResponseHeaders(
     else if (Array.isArray(existing)) existing.push(value);
     else headers[lower] = [existing as string, value];
   }
+  if (tokens !== null) for (const name of tokens) delete headers[name];
   return headers;
 }
 

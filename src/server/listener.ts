@@ -226,7 +226,8 @@ export class Listener {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.server.once('error', onError);
-      this.server.listen({ host: host === '' ? undefined : host, port }, () => {
+      // A deep accept queue, as nginx uses, so a burst of new connections is not dropped.
+      this.server.listen({ host: host === '' ? undefined : host, port, backlog: 4096 }, () => {
         this.server.off('error', onError);
         resolve();
       });
