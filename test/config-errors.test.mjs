@@ -502,7 +502,7 @@ test('placeholders: the known set is accepted', () => {
 
 test('placeholders: unknown or unclosed ones are reported where they are written', () => {
   const known =
-    'known: {host} {path} {query} {uri} {scheme} {method} {client_ip} {request_id} {header.NAME} {cookie.NAME}';
+    'known: {host} {path} {query} {uri} {scheme} {method} {client_ip} {request_id} {tls_client_subject} {header.NAME} {cookie.NAME}';
   assert.deepEqual(
     problems(
       yaml(
