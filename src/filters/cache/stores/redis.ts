@@ -65,9 +65,20 @@ export class RedisStore implements CacheStore {
     this.log('warn', `cache: ${message}`, { error: (err as Error).message });
   }
 
+  /**
+   * While Redis is unreachable every call would wait for its timeout; the cache degrades to its
+   * local part at once instead (a miss, a skipped write), so an outage never stalls requests.
+   */
+  private get available(): boolean {
+    // The first connection is waited for (commands queue); a lost one is not.
+    const status = this.client.status;
+    return status !== 'reconnecting' && status !== 'end' && status !== 'close';
+  }
+
   async get(key: string): Promise<CacheRecord | undefined> {
     const local = this.local.get(key);
     if (local !== undefined) return local;
+    if (!this.available) return undefined;
     let bytes: Buffer | null;
     try {
       bytes = await this.client.getBuffer(this.prefix + key);
@@ -89,6 +100,11 @@ export class RedisStore implements CacheStore {
   async set(key: string, record: CacheRecord): Promise<void> {
     const ttl = Math.ceil(record.meta.expiresAt - Date.now());
     if (ttl <= 0) return;
+    if (!this.available) {
+      // Kept locally so this instance still benefits; Redis gets it again once it is back.
+      await this.local.set(key, record);
+      return;
+    }
     try {
       if (record.body.length > this.maxBodySize) {
         await this.local.set(key, record);
@@ -105,6 +121,7 @@ export class RedisStore implements CacheStore {
 
   async delete(key: string): Promise<void> {
     await this.local.delete(key);
+    if (!this.available) return;
     try {
       await this.client.del(this.prefix + key);
     } catch (err) {
