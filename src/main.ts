@@ -21,7 +21,16 @@ import { HostRegistry } from './upstream/registry.js';
 import { HealthManager } from './health/index.js';
 
 /** The features this build ships, in no particular order (each carries its chain position). */
-export const builtinFeatures: readonly FilterFactory[] = [responseHeadersFeature, rateLimitFeature, ipFilterFeature, basicAuthFeature, forwardAuthFeature, wafFeature, compressionFeature, cacheFeature];
+export const builtinFeatures: readonly FilterFactory[] = [
+  responseHeadersFeature,
+  rateLimitFeature,
+  ipFilterFeature,
+  basicAuthFeature,
+  forwardAuthFeature,
+  wafFeature,
+  compressionFeature,
+  cacheFeature,
+];
 
 export interface StartOptions {
   log?: LogFn;
@@ -210,11 +219,16 @@ export class Switchyard {
     // Open new sockets before switching, so a port conflict aborts the reload with nothing changed.
     const opened = new Map<string, Listener>();
     const updated: Array<[Listener, ListenerConfig]> = [];
+    const tlsCommits: Array<() => void> = [];
     try {
       for (const [name, listenerConfig] of wanted) {
         const current = this.listeners.get(name);
         if (current && current.config.addressText === listenerConfig.addressText) {
           updated.push([current, listenerConfig]);
+          // Certificates are re-read on every reload; a bad file aborts the reload here.
+          const tls = tlsTerminatorOf(current.server);
+          if (tls && listenerConfig.tls)
+            tlsCommits.push(tls.prepare(listenerConfig.tls as unknown as ListenerTlsSettings));
           continue;
         }
         opened.set(name, await this.createListener(listenerConfig));
@@ -224,6 +238,7 @@ export class Switchyard {
       throw err;
     }
     this.runtime = next;
+    for (const commit of tlsCommits) commit();
     this.health.update(next.groups.values());
     await this.observability.reconfigure(config);
     try {
@@ -234,16 +249,11 @@ export class Switchyard {
       });
     }
     for (const [listener, listenerConfig] of updated) {
-    const tlsCommits: Array<() => void> = [];
       const needsRestart = listener.update(listenerConfig);
       if (needsRestart.length > 0) {
         this.log(
           'warn',
           `listener ${listener.config.name}: ${needsRestart.join(', ')} change on restart only`,
-          // Certificates are re-read on every reload; a bad file aborts the reload here.
-          const tls = tlsTerminatorOf(current.server);
-          if (tls && listenerConfig.tls)
-            tlsCommits.push(tls.prepare(listenerConfig.tls as unknown as ListenerTlsSettings));
         );
       }
     }
@@ -253,7 +263,6 @@ export class Switchyard {
         void listener.drain(config.shutdownTimeoutMs);
       }
     }
-    for (const commit of tlsCommits) commit();
     for (const [name, listener] of opened) this.listeners.set(name, listener);
     const grace = setTimeout(() => void previous.close(), config.shutdownTimeoutMs);
     grace.unref();
