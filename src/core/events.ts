@@ -117,10 +117,7 @@ export interface DeniedEvent {
 }
 
 export type CachePurgeRequest =
-  | { url: string }
-  | { prefix: string }
-  | { tag: string }
-  | { all: true };
+  { url: string } | { prefix: string } | { tag: string } | { all: true };
 
 export interface CachePurgeEvent {
   purge: CachePurgeRequest;
