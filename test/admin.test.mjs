@@ -244,6 +244,7 @@ test('cache purge: 501 without a cache, the registered hook with one, 400 on a b
     for (const body of [
       { url: 'http://h.test/a' },
       { prefix: 'http://h.test/static/' },
+      { tag: 'product-42' },
       { all: true },
     ]) {
       const res = await json(`${s.admin}/api/cache/purge`, { method: 'POST', token: TOKEN, body });
@@ -253,9 +254,18 @@ test('cache purge: 501 without a cache, the registered hook with one, 400 on a b
     assert.deepEqual(seen, [
       { url: 'http://h.test/a' },
       { prefix: 'http://h.test/static/' },
+      { tag: 'product-42' },
       { all: true },
     ]);
-    for (const body of [{}, { url: 'not a url' }, { all: 'yes' }, [1], { url: 'ftp://x/' }]) {
+    for (const body of [
+      {},
+      { url: 'not a url' },
+      { all: 'yes' },
+      [1],
+      { url: 'ftp://x/' },
+      { tag: '' },
+      { tag: 42 },
+    ]) {
       const res = await json(`${s.admin}/api/cache/purge`, { method: 'POST', token: TOKEN, body });
       assert.equal(res.status, 400, JSON.stringify(body));
       assert.equal(res.json.error, 'bad_request');
@@ -287,6 +297,40 @@ admin: { address: "127.0.0.1:0" }
     assert.equal(res.status, 200);
     assert.equal(typeof res.json.purged, 'number');
     assert.notEqual((await request(`${proxy.url}/x`)).text, first.text, 'purged');
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});
+
+test('cache purge by tag removes only the entries carrying that Cache-Tag', async () => {
+  const origin = await startOrigin((req, res) =>
+    res
+      .writeHead(200, {
+        'cache-control': 'max-age=60',
+        'cache-tag': req.url.startsWith('/blue') ? 'blue, shared' : 'green',
+      })
+      .end(`${req.url} ${process.hrtime.bigint()}`),
+  );
+  const proxy = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ name: cached, upstream: app, cache: true }]
+cache: { store: memory }
+admin: { address: "127.0.0.1:0" }
+`);
+  try {
+    const blue = await request(`${proxy.url}/blue`);
+    const green = await request(`${proxy.url}/green`);
+    assert.equal((await request(`${proxy.url}/blue`)).text, blue.text, 'blue cached');
+    const res = await json(`${proxy.proxy.adminUrl()}/api/cache/purge`, {
+      method: 'POST',
+      body: { tag: ' blue ' },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.purged, 1);
+    assert.notEqual((await request(`${proxy.url}/blue`)).text, blue.text, 'blue purged');
+    assert.equal((await request(`${proxy.url}/green`)).text, green.text, 'green kept');
   } finally {
     await proxy.close();
     await origin.close();

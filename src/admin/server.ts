@@ -418,6 +418,7 @@ function parsePurge(body: unknown): CachePurgeRequest {
   if (b.all === true) return { all: true };
   if (typeof b.url === 'string' && isHttpUrl(b.url)) return { url: b.url };
   if (typeof b.prefix === 'string' && isHttpUrl(b.prefix)) return { prefix: b.prefix };
+  if (typeof b.tag === 'string' && b.tag.trim() !== '') return { tag: b.tag.trim() };
   throw badPurge();
 }
 
@@ -425,7 +426,7 @@ function badPurge(): HttpError {
   return new HttpError(
     400,
     'bad_request',
-    'expected { "url": "http://host/path" }, { "prefix": "http://host/static/" } or { "all": true }',
+    'expected { "url": "http://host/path" }, { "prefix": "http://host/static/" }, { "tag": "name" } or { "all": true }',
   );
 }
 
