@@ -10,6 +10,30 @@ export interface ListenerTlsSettings {
   clientAuth?: { ca: string; required?: boolean };
 }
 
+/**
+ * Certificates that do not come from the listener's files (ACME, src/acme/). Asked only for
+ * names no configured certificate serves; `alpnChallenge` answers TLS-ALPN-01 validations
+ * (RFC 8737) with the special self-signed certificate while an order is pending.
+ */
+export interface CertificateProvider {
+  certificateFor(name: string): { cert: string; key: string } | undefined;
+  alpnChallenge(name: string): tls.SecureContext | undefined;
+}
+
+/** The ALPN protocol of RFC 8737 validations: such a connection only carries the handshake. */
+export const ACME_TLS_ALPN = 'acme-tls/1';
+
+/** Marks a socket whose ALPN callback picked acme-tls/1 (the SNI callback runs after it). */
+const acmeHandshake = Symbol('switchyard.acmeHandshake');
+
+/** Hook for OCSP stapling (src/server/ocsp.ts): the server's 'OCSPRequest' listener. */
+type OcspCallback = (err: Error | null, response: Buffer | null) => void;
+export type OcspRequestHandler = (
+  certificate: Buffer,
+  issuer: Buffer | null,
+  callback: OcspCallback,
+) => void;
+
 type LogFn = (
   level: 'info' | 'warn' | 'error',
   message: string,
@@ -67,6 +91,8 @@ export interface CertificateSet {
   /** Keyed by the parent domain: `*.example.org` is stored under `example.org`. */
   wildcard: Map<string, tls.SecureContext>;
   defaultContext: tls.SecureContext;
+  /** Protocol, cipher and client-CA options every context of this listener is built with. */
+  baseOptions: tls.SecureContextOptions;
   /** The options the server's own (default) context is built from. */
   serverOptions: tls.SecureContextOptions;
   clientAuth: { ca: string; required: boolean } | null;
@@ -187,12 +213,9 @@ export function loadCertificateSet(
   now = Date.now(),
 ): CertificateSet {
   const at = `listeners.${listenerName}.tls`;
-  if (!settings.certificates || settings.certificates.length === 0) {
-    throw new TlsConfigError(
-      'TLS_NO_CERTIFICATE',
-      `${at}.certificates: at least one certificate is needed`,
-    );
-  }
+  // No certificate at all is allowed only with `acme` (config validation checks that): every
+  // name then comes from the provider, and a name nobody serves fails its handshake.
+  const noCertificate = !settings.certificates || settings.certificates.length === 0;
   let clientAuth: CertificateSet['clientAuth'] = null;
   const base: tls.SecureContextOptions = {
     minVersion: settings.minVersion ?? 'TLSv1.2',
@@ -206,7 +229,7 @@ export function loadCertificateSet(
     base.ca = ca;
     files.push(settings.clientAuth.ca);
   }
-  const certificates = settings.certificates.map((entry, i) => {
+  const certificates = (settings.certificates ?? []).map((entry, i) => {
     files.push(entry.cert, entry.key);
     return loadCertificate(entry, `${at}.certificates[${i}]`, base, now, log);
   });
@@ -222,29 +245,34 @@ export function loadCertificateSet(
       }
     }
   }
-  const first = certificates[0];
+  const first = noCertificate ? null : certificates[0];
   return {
     certificates,
     exact,
     wildcard,
-    defaultContext: first.context,
-    serverOptions: { ...base, cert: first.cert, key: first.key },
+    defaultContext: first?.context ?? tls.createSecureContext(base),
+    baseOptions: base,
+    serverOptions: first ? { ...base, cert: first.cert, key: first.key } : { ...base },
     clientAuth,
     files,
   };
 }
 
-/** Picks the context for an SNI name: exact name, then a wildcard one level up, then default. */
-export function selectContext(set: CertificateSet, servername: string): tls.SecureContext {
+/** The configured context for a name (exact, then a wildcard one level up), if any. */
+export function configuredContext(
+  set: CertificateSet,
+  servername: string,
+): tls.SecureContext | undefined {
   const name = servername.toLowerCase();
   const exact = set.exact.get(name);
   if (exact !== undefined) return exact;
   const dot = name.indexOf('.');
-  if (dot !== -1) {
-    const wild = set.wildcard.get(name.slice(dot + 1));
-    if (wild !== undefined) return wild;
-  }
-  return set.defaultContext;
+  return dot === -1 ? undefined : set.wildcard.get(name.slice(dot + 1));
+}
+
+/** Picks the context for an SNI name: exact name, then a wildcard one level up, then default. */
+export function selectContext(set: CertificateSet, servername: string): tls.SecureContext {
+  return configuredContext(set, servername) ?? set.defaultContext;
 }
 
 /**
@@ -261,6 +289,11 @@ export class TlsTerminator {
   private server: tls.Server | null = null;
   private watchers: FSWatcher[] = [];
   private watchTimer: NodeJS.Timeout | null = null;
+  private provider: CertificateProvider | null = null;
+  /** Provider certificates turned into contexts with this set's options, built once each. */
+  private providedContexts = new WeakMap<object, tls.SecureContext>();
+  private ocspHandler: OcspRequestHandler | null = null;
+  private alpn: string[] = ['http/1.1'];
 
   constructor(settings: ListenerTlsSettings, listenerName: string, log: LogFn) {
     this.settings = settings;
@@ -276,26 +309,122 @@ export class TlsTerminator {
   /** Options for tls.Server / https.Server / http2.createSecureServer. */
   serverOptions(alpn: string[]): tls.TlsOptions {
     const set = this.set;
+    this.alpn = alpn;
     return {
       ...set.serverOptions,
-      ALPNProtocols: alpn,
+      // A callback rather than ALPNProtocols: it can accept acme-tls/1 for a pending TLS-ALPN-01
+      // validation. Without an overlap the handshake fails, as with ALPNProtocols.
+      ALPNCallback: this.alpnCallback,
       SNICallback: this.sniCallback,
       requestCert: set.clientAuth !== null,
       rejectUnauthorized: set.clientAuth?.required ?? false,
     };
   }
 
-  private readonly sniCallback = (
-    servername: string,
-    cb: (err: Error | null, ctx?: tls.SecureContext) => void,
-  ) => {
-    cb(null, selectContext(this.set, servername));
+  /** Certificates for names the configured ones do not serve (ACME). */
+  setProvider(provider: CertificateProvider | null): void {
+    this.provider = provider;
+  }
+
+  /** Staples OCSP responses through `handler` (installed on the server by `attach`). */
+  setOcspHandler(handler: OcspRequestHandler | null): void {
+    this.ocspHandler = handler;
+    if (handler !== null) this.listenOcsp();
+  }
+
+  private ocspListening = false;
+
+  /** Installed only once stapling is on: clients that ask for a staple then cost a JS call. */
+  private listenOcsp(): void {
+    const server = this.server;
+    if (server === null || this.ocspListening) return;
+    this.ocspListening = true;
+    server.on('OCSPRequest', (certificate: Buffer, issuer: Buffer | null, cb: OcspCallback) => {
+      const handler = this.ocspHandler;
+      if (handler === null) cb(null, null);
+      else handler(certificate, issuer, cb);
+    });
+  }
+
+  private pickAlpn(socket: tls.TLSSocket | undefined, servername: string, offered: string[]) {
+    if (
+      offered.length === 1 &&
+      offered[0] === ACME_TLS_ALPN &&
+      this.provider !== null &&
+      servername &&
+      this.provider.alpnChallenge(servername.toLowerCase()) !== undefined
+    ) {
+      // Node runs the ALPN callback before the SNI one: the mark tells SNI which cert to use.
+      if (socket !== undefined)
+        (socket as unknown as Record<symbol, boolean>)[acmeHandshake] = true;
+      return ACME_TLS_ALPN;
+    }
+    for (const p of this.alpn) if (offered.includes(p)) return p;
+    return undefined;
+  }
+
+  private readonly alpnCallback = (() => {
+    // A plain function: node calls it with the TLSSocket as `this`.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const terminator = this;
+    return function (
+      this: tls.TLSSocket | undefined,
+      info: { servername: string; protocols: string[] },
+    ): string | undefined {
+      return terminator.pickAlpn(this, info.servername, info.protocols);
+    };
+  })();
+
+  private readonly selectForSocket = (socket: tls.TLSSocket | undefined, servername: string) => {
+    const set = this.set;
+    const configured = configuredContext(set, servername);
+    if (configured !== undefined) return configured;
+    const provider = this.provider;
+    if (provider === null) return set.defaultContext;
+    const name = servername.toLowerCase();
+    if (
+      socket !== undefined &&
+      (socket as unknown as Record<symbol, boolean>)[acmeHandshake] === true
+    ) {
+      const challenge = provider.alpnChallenge(name);
+      if (challenge !== undefined) return challenge;
+    }
+    const provided = provider.certificateFor(name);
+    if (provided === undefined) return set.defaultContext;
+    let context = this.providedContexts.get(provided);
+    if (context === undefined) {
+      context = tls.createSecureContext({
+        ...set.baseOptions,
+        cert: provided.cert,
+        key: provided.key,
+      });
+      this.providedContexts.set(provided, context);
+    }
+    return context;
   };
+
+  private readonly sniCallback = (() => {
+    // A plain function so node's `this` (the TLSSocket, whose ALPN is already chosen) is seen.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const terminator = this;
+    return function (
+      this: tls.TLSSocket | undefined,
+      servername: string,
+      cb: (err: Error | null, ctx?: tls.SecureContext) => void,
+    ) {
+      cb(null, terminator.selectForSocket(this, servername));
+    };
+  })();
 
   /** Ties the terminator to its server and starts watching the certificate files. */
   attach(server: tls.Server): void {
     this.server = server;
     this.watchFiles();
+    // A TLS-ALPN-01 validation connection carries nothing after the handshake (RFC 8737 §3).
+    server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+      if ((socket as unknown as Record<symbol, boolean>)[acmeHandshake] === true) socket.destroy();
+    });
+    if (this.ocspHandler !== null) this.listenOcsp();
   }
 
   /**
@@ -307,6 +436,7 @@ export class TlsTerminator {
     return () => {
       this.settings = settings;
       this.set = next;
+      this.providedContexts = new WeakMap();
       const server = this.server as (tls.Server & TlsServerFlags) | null;
       if (server !== null) {
         server.setSecureContext(next.serverOptions);
