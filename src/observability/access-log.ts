@@ -1,5 +1,9 @@
 import type { TLSSocket } from 'node:tls';
-import pino from 'pino';
+import { createRequire } from 'node:module';
+import type pino from 'pino';
+
+// pino (for its SonicBoom destination) is loaded only when an access log is configured.
+const requireLazily = createRequire(import.meta.url);
 import type { AccessLogConfig, RouteConfig } from '../config/types.js';
 import type { RequestContext } from '../core/context.js';
 
@@ -64,7 +68,7 @@ export class AccessLog {
     this.format = config.format;
     this.output = config.output;
     this.sampleRatio = config.sampleRatio;
-    this.destination = pino.destination({
+    this.destination = (requireLazily('pino') as typeof pino).destination({
       dest: config.output === 'stdout' ? 1 : config.output,
       sync: false,
       mkdir: true,

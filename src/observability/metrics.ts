@@ -1,5 +1,13 @@
 import type { Server } from 'node:net';
-import client from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+
+// prom-client is loaded when the first Metrics is built, i.e. only with an admin listener.
+const requireLazily = createRequire(import.meta.url);
+let promClient: typeof PromClient | null = null;
+function loadPromClient(): typeof PromClient {
+  return (promClient ??= requireLazily('prom-client') as typeof PromClient);
+}
 
 /** What metrics read from a server's long-lived state at scrape time (a structural Host). */
 export interface ServerView {
@@ -39,28 +47,32 @@ const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
  * prom-client's AggregatorRegistry.
  */
 export class Metrics {
-  readonly registry = new client.Registry();
-  readonly requests: client.Counter<'route' | 'upstream' | 'code'>;
-  readonly requestDuration: client.Histogram<'route'>;
-  readonly upstreamDuration: client.Histogram<'upstream'>;
-  readonly requestBytes: client.Counter<'route'>;
-  readonly responseBytes: client.Counter<'route'>;
-  readonly retries: client.Counter<'upstream'>;
-  readonly upstreamErrors: client.Counter<'upstream' | 'server'>;
-  readonly ejections: client.Counter<'upstream' | 'server'>;
-  readonly healthChecks: client.Counter<'upstream' | 'server' | 'result'>;
-  readonly healthTransitions: client.Counter<'upstream' | 'server' | 'healthy'>;
-  readonly cacheRequests: client.Counter<'result'>;
-  readonly rateLimited: client.Counter<'route'>;
-  readonly rateLimitDecisions: client.Counter<'route' | 'result'>;
-  readonly denied: client.Counter<'route' | 'by'>;
-  readonly connections: client.Counter<'listener'>;
-  readonly tlsHandshakes: client.Counter<'listener' | 'version' | 'result'>;
-  readonly reloads: client.Counter<'result'>;
-  readonly requestErrors: client.Counter<'route'>;
-  readonly spansDropped: client.Counter;
+  readonly registry: PromClient.Registry;
+  readonly requests: PromClient.Counter<'route' | 'upstream' | 'code'>;
+  readonly requestDuration: PromClient.Histogram<'route'>;
+  readonly upstreamDuration: PromClient.Histogram<'upstream'>;
+  readonly requestBytes: PromClient.Counter<'route'>;
+  readonly responseBytes: PromClient.Counter<'route'>;
+  readonly retries: PromClient.Counter<'upstream'>;
+  readonly upstreamErrors: PromClient.Counter<'upstream' | 'server'>;
+  readonly ejections: PromClient.Counter<'upstream' | 'server'>;
+  readonly healthChecks: PromClient.Counter<'upstream' | 'server' | 'result'>;
+  readonly healthTransitions: PromClient.Counter<'upstream' | 'server' | 'healthy'>;
+  readonly cacheRequests: PromClient.Counter<'result'>;
+  readonly rateLimited: PromClient.Counter<'route'>;
+  readonly rateLimitDecisions: PromClient.Counter<'route' | 'result'>;
+  readonly denied: PromClient.Counter<'route' | 'by'>;
+  readonly connections: PromClient.Counter<'listener'>;
+  readonly tlsHandshakes: PromClient.Counter<'listener' | 'version' | 'result'>;
+  readonly reloads: PromClient.Counter<'result'>;
+  readonly requestErrors: PromClient.Counter<'route'>;
+  readonly spansDropped: PromClient.Counter;
+  readonly redisUp: PromClient.Gauge<'store'>;
+  readonly redisErrors: PromClient.Counter<'store'>;
 
   constructor(sources: MetricsSources, version: string) {
+    const client = loadPromClient();
+    this.registry = new client.Registry();
     const registers = [this.registry];
     this.requests = new client.Counter({
       name: 'switchyard_requests_total',
@@ -175,6 +187,20 @@ export class Metrics {
     this.spansDropped = new client.Counter({
       name: 'switchyard_tracing_spans_dropped_total',
       help: 'Spans dropped because the export queue was full.',
+      registers,
+    });
+    // Set from the stores' connection events; 'min' so one worker that lost Redis shows as 0.
+    this.redisUp = new client.Gauge({
+      name: 'switchyard_redis_up',
+      help: "Whether a Redis-backed store's connection is usable (1) or not (0), by store (cache, ratelimit).",
+      labelNames: ['store'],
+      registers,
+      aggregator: 'min',
+    });
+    this.redisErrors = new client.Counter({
+      name: 'switchyard_redis_errors_total',
+      help: 'Redis connection errors and failed calls (cache reads/writes, rate-limit decisions), by store.',
+      labelNames: ['store'],
       registers,
     });
     new client.Gauge({

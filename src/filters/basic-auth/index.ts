@@ -1,5 +1,9 @@
 import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
-import bcrypt from 'bcryptjs';
+import { createRequire } from 'node:module';
+import type bcrypt from 'bcryptjs';
+
+// bcryptjs is loaded only when a route has a bcrypt hash.
+const requireLazily = createRequire(import.meta.url);
 import { LRUCache } from 'lru-cache';
 import type { RequestContext, ResponseHead } from '../../core/context.js';
 import { channels } from '../../core/events.js';
@@ -26,7 +30,10 @@ function decodeBase64(text: string): Buffer {
 
 /** Builds a checker for one stored hash; throws with a clear message for an unknown format. */
 export function compileHash(hash: string, user: string): Verifier {
-  if (BCRYPT_HASH.test(hash)) return (password) => bcrypt.compare(password, hash);
+  if (BCRYPT_HASH.test(hash)) {
+    const { compare } = requireLazily('bcryptjs') as typeof bcrypt;
+    return (password) => compare(password, hash);
+  }
   const m = SCRYPT_HASH.exec(hash);
   if (m !== null) {
     const N = 2 ** Number(m[1]);

@@ -1,7 +1,15 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
+
+// Loaded on first use: a proxy without Redis never pays the module's memory.
+const requireLazily = createRequire(import.meta.url);
+function loadRedis(): typeof import('ioredis').Redis {
+  return (requireLazily('ioredis') as typeof import('ioredis')).Redis;
+}
 import { admitted, type GcraLimit, type RateLimitDecision } from './gcra.js';
 import type { RateLimitStore } from './store.js';
+import { channels, type RedisStateEvent } from '../../core/events.js';
 
 /**
  * GCRA as one Lua script, so each decision is a single atomic round trip and every instance that
@@ -60,7 +68,7 @@ export class RedisRateLimitStore implements RateLimitStore {
 
   constructor(options: RedisStoreOptions) {
     this.log = options.log;
-    this.redis = new Redis(options.url, {
+    this.redis = new (loadRedis())(options.url, {
       commandTimeout: options.commandTimeoutMs ?? 1000,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: true,
@@ -69,12 +77,26 @@ export class RedisRateLimitStore implements RateLimitStore {
       autoResendUnfulfilledCommands: false,
     }) as RedisWithGcra;
     this.redis.defineCommand('switchyardGcra', { numberOfKeys: 1, lua: GCRA_SCRIPT });
-    this.redis.on('error', (err: Error) => this.markDown(err.message));
-    this.redis.on('close', () => this.markDown('connection closed'));
+    this.redis.on('error', (err: Error) => {
+      this.markDown(err.message);
+      this.publishState(false, err.message);
+    });
+    this.redis.on('close', () => {
+      this.markDown('connection closed');
+      this.publishState(false);
+    });
     this.redis.on('ready', () => {
       if (this.down) this.log('info', 'rate limit store is reachable again', { store: 'redis' });
       this.down = false;
+      this.publishState(true);
     });
+  }
+
+  /** Failed decisions are published by the filter (rateLimitStoreError), not here. */
+  private publishState(up: boolean, error?: string): void {
+    if (this.refs <= 0 || !channels.redisState.hasSubscribers) return;
+    const event: RedisStateEvent = { store: 'ratelimit', up, error };
+    channels.redisState.publish(event);
   }
 
   private markDown(reason: string): void {

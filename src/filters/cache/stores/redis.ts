@@ -1,4 +1,11 @@
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
+
+// Loaded on first use: a proxy without Redis never pays the module's memory.
+const requireLazily = createRequire(import.meta.url);
+function loadRedis(): typeof import('ioredis').Redis {
+  return (requireLazily('ioredis') as typeof import('ioredis')).Redis;
+}
 import {
   decodeRecord,
   encodeRecord,
@@ -9,6 +16,7 @@ import {
   type RecordMeta,
 } from '../store.js';
 import { MemoryStore } from './memory.js';
+import { channels, type RedisStateEvent } from '../../../core/events.js';
 
 type Log = (
   level: 'info' | 'warn' | 'error',
@@ -42,23 +50,42 @@ export class RedisStore implements CacheStore {
   private readonly prefix: string;
   private readonly log: Log;
   private lastErrorLog = 0;
+  /** Set by close(): the connection's end is then expected, not an outage. */
+  private closing = false;
 
   constructor(options: RedisStoreOptions, log: Log) {
     this.log = log;
     this.maxBodySize = options.maxBodySize;
     this.prefix = options.prefix ?? 'switchyard:cache:';
     this.local = new MemoryStore(options.localMaxSize);
-    this.client = new Redis(options.url, {
+    this.client = new (loadRedis())(options.url, {
       maxRetriesPerRequest: 1,
       commandTimeout: 2000,
       connectTimeout: 2000,
       enableOfflineQueue: true,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
-    this.client.on('error', (err: Error) => this.warn('redis connection error', err));
+    this.client.on('error', (err: Error) => {
+      this.logThrottled('redis connection error', err);
+      this.publishState(false, err.message);
+    });
+    this.client.on('close', () => this.publishState(false));
+    this.client.on('ready', () => this.publishState(true));
   }
 
+  private publishState(up: boolean, error?: string): void {
+    if (this.closing || !channels.redisState.hasSubscribers) return;
+    const event: RedisStateEvent = { store: 'cache', up, error };
+    channels.redisState.publish(event);
+  }
+
+  /** A failed command: logged (throttled) and counted. */
   private warn(message: string, err: unknown): void {
+    this.logThrottled(message, err);
+    this.publishState(this.available, (err as Error).message);
+  }
+
+  private logThrottled(message: string, err: unknown): void {
     const now = Date.now();
     if (now - this.lastErrorLog < 10_000) return;
     this.lastErrorLog = now;
@@ -184,6 +211,7 @@ export class RedisStore implements CacheStore {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.local.close();
     try {
       await this.client.quit();
