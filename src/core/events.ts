@@ -62,6 +62,12 @@ export const channels = {
    * with no subscriber the admin API answers 501.
    */
   cachePurge: diagnostics_channel.channel('switchyard:cache:purge'),
+  /**
+   * A Redis-backed store's connection came up or went down, or a call to Redis failed.
+   * Message: RedisStateEvent. Metrics keep `switchyard_redis_up{store}` and count
+   * `switchyard_redis_errors_total{store}`.
+   */
+  redisState: diagnostics_channel.channel('switchyard:redis:state'),
 };
 
 export type CacheResult = 'hit' | 'miss' | 'stale' | 'expired' | 'bypass' | 'revalidated';
@@ -92,6 +98,15 @@ export interface RateLimitStoreErrorEvent {
   /** True when the request was let through (failOpen). */
   failedOpen: boolean;
   error: string;
+}
+
+export interface RedisStateEvent {
+  /** Which store: 'cache' or 'ratelimit'. */
+  store: string;
+  /** Whether the store's connection is usable now. */
+  up: boolean;
+  /** Set when this event reports a failure (a connection error or a failed command). */
+  error?: string;
 }
 
 export interface HealthChangeEvent {

@@ -11,6 +11,8 @@ import {
   type HealthChangeEvent,
   type HealthCheckEvent,
   type RateLimitDecisionEvent,
+  type RateLimitStoreErrorEvent,
+  type RedisStateEvent,
 } from '../core/events.js';
 import { AccessLog, type RequestMeasures } from './access-log.js';
 import type { LogFn } from './logger.js';
@@ -202,6 +204,8 @@ export class Observability {
       channels.upstreamAttempt[method](this.onUpstreamAttempt);
       channels.requestDenied[method](this.onDenied);
       channels.requestError[method](this.onRequestError);
+      channels.redisState[method](this.onRedisState);
+      channels.rateLimitStoreError[method](this.onRateLimitStoreError);
       this.subscribedFeatures = wantFeatures;
     }
   }
@@ -314,6 +318,22 @@ export class Observability {
     const e = message as { ctx: RequestContext; server: string; error?: unknown };
     if (!e.error || !this.listeners.has(e.ctx.listener)) return;
     this.metrics?.upstreamErrors.inc({ upstream: e.ctx.upstreamName, server: e.server });
+  };
+
+  // Redis events carry no request: a store belongs to the process, like its connection.
+  private readonly onRedisState = (message: unknown) => {
+    const { store, up, error } = message as RedisStateEvent;
+    const metrics = this.metrics;
+    if (metrics === null) return;
+    metrics.redisUp.set({ store }, up ? 1 : 0);
+    if (error !== undefined) metrics.redisErrors.inc({ store });
+  };
+
+  /** A rate-limit decision that Redis could not take counts as a Redis error of that store. */
+  private readonly onRateLimitStoreError = (message: unknown) => {
+    const { ctx, store } = message as RateLimitStoreErrorEvent;
+    if (store !== 'redis' || !this.listeners.has(ctx.listener)) return;
+    this.metrics?.redisErrors.inc({ store: 'ratelimit' });
   };
 
   private readonly onDenied = (message: unknown) => {
