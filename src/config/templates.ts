@@ -1,16 +1,7 @@
 /** Placeholders usable in header values, redirects and keys, e.g. `https://{host}{uri}`. */
 
-export const PLACEHOLDERS = [
-  'host',
-  'path',
-  'query',
-  'uri',
-  'scheme',
-  'method',
-  'client_ip',
-  'request_id',
-  'tls_client_subject',
-] as const;
+export { PLACEHOLDERS } from '../core/template.js';
+import { PLACEHOLDERS } from '../core/template.js';
 
 const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 

@@ -1,6 +1,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { OutgoingHeaders, RequestContext } from '../../core/context.js';
 import { channels } from '../../core/events.js';
+import { isHopByHop } from '../../core/http.js';
 import type { Filter, FilterDeps, FilterFactory } from '../../core/filter.js';
 import { parseDuration } from '../../config/units.js';
 
@@ -10,34 +11,24 @@ interface ForwardAuthConfig {
   timeout?: string;
 }
 
-/** Request headers never sent to the auth service (framing and hop-by-hop). */
-const NOT_SENT = new Set([
-  'host',
-  'connection',
-  'keep-alive',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'expect',
-  'proxy-connection',
-  'http2-settings',
-]);
+/**
+ * Request headers never sent to the auth service: hop-by-hop fields plus the framing of the
+ * original request (the auth request has no body).
+ */
+function notSent(lower: string): boolean {
+  return isHopByHop(lower) || lower === 'host' || lower === 'content-length' || lower === 'expect';
+}
 
 /** Auth response headers not passed to the client with a denial. */
-const NOT_RETURNED = new Set([
-  'connection',
-  'keep-alive',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'server',
-  'x-powered-by',
-  'date',
-]);
+function notReturned(lower: string): boolean {
+  return (
+    isHopByHop(lower) ||
+    lower === 'content-length' ||
+    lower === 'server' ||
+    lower === 'x-powered-by' ||
+    lower === 'date'
+  );
+}
 
 /** A denial body larger than this is cut: an auth answer is a page, not a download. */
 const MAX_DENIAL_BODY = 64 * 1024;
@@ -67,7 +58,7 @@ export const forwardAuthFeature: FilterFactory = {
       const out: string[] = ['host', url.host];
       for (let i = 0; i < raw.length; i += 2) {
         const lower = raw[i].toLowerCase();
-        if (NOT_SENT.has(lower) || lower.startsWith('x-forwarded-') || copySet.has(lower)) continue;
+        if (notSent(lower) || lower.startsWith('x-forwarded-') || copySet.has(lower)) continue;
         out.push(raw[i], raw[i + 1]);
       }
       out.push(
@@ -117,7 +108,7 @@ export const forwardAuthFeature: FilterFactory = {
     const deny = async (ctx: RequestContext, res: Dispatcher.ResponseData) => {
       const headers: OutgoingHeaders = {};
       for (const [name, value] of Object.entries(res.headers)) {
-        if (value !== undefined && !NOT_RETURNED.has(name)) headers[name] = value;
+        if (value !== undefined && !notReturned(name)) headers[name] = value;
       }
       const chunks: Buffer[] = [];
       let size = 0;

@@ -1,0 +1,41 @@
+/** HTTP message rules shared by the proxy and the features that make their own requests. */
+
+/**
+ * RFC 9110 §7.6.1 hop-by-hop fields, plus fields the proxy itself owns on each hop
+ * (framing, Expect, which Switchyard answers itself). Proxy-* is matched by prefix.
+ */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+  // HTTP/2 pseudo-headers: mapped to Host and the request target, never sent as fields.
+  ':method',
+  ':path',
+  ':authority',
+  ':scheme',
+  ':protocol',
+]);
+
+export function isHopByHop(lowerName: string): boolean {
+  return HOP_BY_HOP.has(lowerName) || lowerName.startsWith('proxy-');
+}
+
+/** Header names listed in a Connection header (they are hop-by-hop for this message). */
+export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = typeof value === 'string' ? value : value.join(',');
+  let set: Set<string> | null = null;
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name === '' || name === 'close' || name === 'keep-alive') continue;
+    (set ??= new Set()).add(name);
+  }
+  return set;
+}
