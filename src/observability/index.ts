@@ -71,18 +71,22 @@ export class Observability {
 
   constructor(config: Config, sources: ObservabilitySources) {
     this.sources = sources;
-    if (config.admin) {
-      this.metrics = new Metrics(
-        {
-          servers: () => sources.servers(),
-          listeners: () => [...this.listeners.values()],
-          activeRequests: () => this.activeRequests,
-        },
-        sources.version,
-      );
-      this.stats = new LiveStats();
-    }
+    if (config.admin) this.startMetrics();
     this.applyConfig(config);
+  }
+
+  /** Metrics and dashboard stats exist once an admin listener does; they outlive reloads. */
+  private startMetrics(): void {
+    const sources = this.sources;
+    this.metrics = new Metrics(
+      {
+        servers: () => sources.servers(),
+        listeners: () => [...this.listeners.values()],
+        activeRequests: () => this.activeRequests,
+      },
+      sources.version,
+    );
+    this.stats = new LiveStats();
   }
 
   /** Takes a new config's settings (reload). Metrics and stats carry over. */
@@ -96,18 +100,7 @@ export class Observability {
       closing.push(this.tracing.close());
       this.tracing = null;
     }
-    if (config.admin && this.metrics === null) {
-      const sources = this.sources;
-      this.metrics = new Metrics(
-        {
-          servers: () => sources.servers(),
-          listeners: () => [...this.listeners.values()],
-          activeRequests: () => this.activeRequests,
-        },
-        sources.version,
-      );
-      this.stats = new LiveStats();
-    }
+    if (config.admin && this.metrics === null) this.startMetrics();
     this.applyConfig(config);
     await Promise.all(closing);
   }
