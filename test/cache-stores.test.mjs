@@ -3,18 +3,17 @@
 // bodies kept local; both through a running proxy. redis-server is started here on a spare port.
 import { test, after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { MemoryStore } from '../dist/filters/cache/stores/memory.js';
 import { DiskStore } from '../dist/filters/cache/stores/disk.js';
 import { RedisStore } from '../dist/filters/cache/stores/redis.js';
-import { startOrigin, startProxy, request } from './helpers.mjs';
+import { startOrigin, startProxy, request, sparePort, startRedis } from './helpers.mjs';
 
 const cleanups = [];
 after(async () => {
@@ -57,36 +56,6 @@ function record(key, body = 'body', extra = {}) {
 }
 
 const plain = (meta) => JSON.parse(JSON.stringify(meta));
-
-async function sparePort() {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = s.address().port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function startRedis(port) {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)));
-  });
-  child.stdout.resume();
-  return child;
-}
 
 let redisPort;
 before(async () => {

@@ -2,6 +2,7 @@
 // raw HTTP client that never pools (each call gets a fresh view of what the proxy sends).
 import http from 'node:http';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { loadConfigText, formatIssue } from '../dist/config/index.js';
 import { Switchyard } from '../dist/main.js';
@@ -118,3 +119,41 @@ export function rawRequest(port, bytes, { timeout = 5000, half = false } = {}) {
 }
 
 export const yamlOrigin = (url) => JSON.stringify(url);
+
+// Redis for the tests that share state through it: a real redis-server on a spare port.
+
+export async function sparePort() {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = s.address().port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function startRedis(port) {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)));
+  });
+  child.stdout.resume();
+  return child;
+}
+
+export async function stopRedis(child) {
+  if (child.exitCode !== null) return;
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+}

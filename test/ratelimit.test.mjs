@@ -3,11 +3,8 @@
 // redis-server started here: two proxies sharing one limit, then Redis killed mid-test.
 import { test, after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
-import { once } from 'node:events';
 import diagnostics_channel from 'node:diagnostics_channel';
-import { startOrigin, startProxy, request } from './helpers.mjs';
+import { startOrigin, startProxy, request, sparePort, startRedis, stopRedis } from './helpers.mjs';
 import { gcraDecide, gcraLimit, MemoryRateLimitStore } from '../dist/filters/ratelimit/index.js';
 
 const cleanups = [];
@@ -168,42 +165,6 @@ routes:
 
 // ---------------------------------------------------------------------------------------------
 // Redis
-
-async function sparePort() {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = s.address().port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function startRedis(port) {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)));
-  });
-  child.stdout.resume();
-  return child;
-}
-
-async function stopRedis(child) {
-  if (child.exitCode !== null) return;
-  child.kill('SIGKILL');
-  await once(child, 'exit');
-}
 
 describe('rateLimit filter (redis store)', { timeout: 30000 }, () => {
   let redisPort;
