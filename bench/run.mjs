@@ -20,11 +20,20 @@
 //   LOAD_CPU [0]  PROXY_CPU [1]  BUILD [1] (run tsc first)  NODE_OPTS [""] (extra node flags
 //   for Switchyard and the ceiling proxy, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
 //   WORK [/tmp/switchyard-bench]  results also go to bench/results/<timestamp>/
+//   SUITES [""]: extra suites, off by default so the default run stays near 3 minutes:
+//     compression  a ~100 KiB JSON body with Accept-Encoding: gzip through nginx (gzip on;
+//                  gzip_comp_level 6; gzip_types application/json) and Switchyard (gzip level 6),
+//                  Switchyard br level 4 (bytes saved vs gzip), and both proxies without coding
+//     tls          https to the proxy with the same openssl-generated test certificate (ECDSA
+//                  P-256) for nginx and Switchyard, 1 KiB body, keep-alive and
+//                  `Connection: close` (a full handshake per request)
+//   e.g. SUITES="compression tls" TARGETS="" HIGH_CONNS=0 npm run bench  (only the suites)
 // Ports (chosen not to collide with ../shared/bench/anchors.sh): origin 18001, nginx 18101,
-// switchyard 18200, ceiling 18300.
+// switchyard 18200, ceiling 18300; suites: nginx 18103-18104, switchyard 18230-18240.
 import { spawn, execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,11 +63,16 @@ const PROXY_CPU = String(num('PROXY_CPU', 1));
 const BUILD = num('BUILD', 1) === 1;
 const NODE_OPTS = list('NODE_OPTS', '');
 const WORK = env.WORK ?? '/tmp/switchyard-bench';
+const SUITES = list('SUITES', '');
 const PORTS = {
   direct: 18001,
   nginx: 18101,
   switchyard: 18200,
   'switchyard-obs': 18210,
+  'nginx-gzip': 18103,
+  'nginx-tls': 18104,
+  'switchyard-compress': 18230,
+  'switchyard-tls': 18240,
   ceiling: 18300,
   'ceiling-http': 18301,
   'ceiling-hwm': 18302,
@@ -70,6 +84,91 @@ const CEILING_VARIANTS = {
   'ceiling-hwm': { HWM: '262144' }, // undici keeps reading until 256 KiB are buffered
 };
 const ORIGIN = `127.0.0.1:${PORTS.direct}`;
+/** Targets that listen with TLS (https URLs, the bench's self-signed certificate). */
+const TLS_TARGETS = new Set(['nginx-tls', 'switchyard-tls']);
+const baseUrl = (target) =>
+  `${TLS_TARGETS.has(target) ? 'https' : 'http'}://127.0.0.1:${PORTS[target]}`;
+const JSON_PATH = '/100k.json';
+/**
+ * The optional suites: each case is one wrk run per round against a target process (started
+ * for the suite), interleaved with the suite's other cases. `expect` is the Content-Encoding
+ * the case must get, checked once before measuring.
+ */
+const SUITE_CASES = {
+  compression: [
+    {
+      name: 'nginx identity',
+      target: 'nginx',
+      path: JSON_PATH,
+      headers: [],
+      base: 'nginx identity',
+    },
+    {
+      name: 'switchyard identity',
+      target: 'switchyard',
+      path: JSON_PATH,
+      headers: [],
+      base: 'nginx identity',
+    },
+    {
+      name: 'nginx gzip 6',
+      target: 'nginx-gzip',
+      path: JSON_PATH,
+      headers: ['Accept-Encoding: gzip'],
+      expect: 'gzip',
+      base: 'nginx gzip 6',
+    },
+    {
+      name: 'switchyard gzip 6',
+      target: 'switchyard-compress',
+      path: JSON_PATH,
+      headers: ['Accept-Encoding: gzip'],
+      expect: 'gzip',
+      base: 'nginx gzip 6',
+    },
+    {
+      name: 'switchyard br 4',
+      target: 'switchyard-compress',
+      path: JSON_PATH,
+      headers: ['Accept-Encoding: br'],
+      expect: 'br',
+      base: 'nginx gzip 6',
+    },
+  ],
+  tls: [
+    {
+      name: 'nginx keep-alive',
+      target: 'nginx-tls',
+      path: '/1k',
+      headers: [],
+      base: 'nginx keep-alive',
+    },
+    {
+      name: 'switchyard keep-alive',
+      target: 'switchyard-tls',
+      path: '/1k',
+      headers: [],
+      base: 'nginx keep-alive',
+    },
+    {
+      name: 'nginx new handshake',
+      target: 'nginx-tls',
+      path: '/1k',
+      headers: ['Connection: close'],
+      base: 'nginx new handshake',
+    },
+    {
+      name: 'switchyard new handshake',
+      target: 'switchyard-tls',
+      path: '/1k',
+      headers: ['Connection: close'],
+      base: 'nginx new handshake',
+    },
+  ],
+};
+for (const suite of SUITES)
+  if (!SUITE_CASES[suite]) throw new Error(`unknown suite ${suite} (compression tls)`);
+const suiteCases = SUITES.flatMap((suite) => SUITE_CASES[suite].map((c) => ({ ...c, suite })));
 
 const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
 const RESULTS = join(HERE, 'results', stamp);
@@ -123,12 +222,17 @@ process.on('exit', stopAllSync);
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
-function get(url) {
+function get(url, headers = {}) {
+  const client = url.startsWith('https:') ? https : http;
   return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, timeout: 1000 }, (res) => {
+    // The bench's certificate is self-signed: no verification (ignored for http).
+    const options = { agent: false, timeout: 1000, headers, rejectUnauthorized: false };
+    const req = client.get(url, options, (res) => {
       let bytes = 0;
       res.on('data', (c) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode, bytes }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode, bytes, encoding: res.headers['content-encoding'] }),
+      );
       res.on('error', () => resolve({ status: 0, bytes }));
     });
     req.on('timeout', () => req.destroy());
@@ -206,6 +310,8 @@ function writeFiles() {
   const text = (n) => line.repeat(Math.ceil(n / line.length)).slice(0, n);
   writeFileSync(join(WORK, 'origin/html/1k'), text(1024));
   writeFileSync(join(WORK, 'origin/html/100k'), text(102400));
+  if (SUITES.includes('compression'))
+    writeFileSync(join(WORK, `origin/html${JSON_PATH}`), jsonBody(102400));
   const temps =
     'client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n' +
     '    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;';
@@ -219,7 +325,10 @@ function writeFiles() {
     open_file_cache max=64 inactive=60s; open_file_cache_valid 60s;
     default_type text/plain;
     ${temps}
-    server { listen ${ORIGIN} backlog=4096; root html; location / { } }
+    server {
+        listen ${ORIGIN} backlog=4096; root html; location / { }
+        location = ${JSON_PATH} { default_type application/json; }
+    }
 }\n`,
   );
   writeFileSync(
@@ -235,6 +344,7 @@ function writeFiles() {
     }
 }\n`,
   );
+  if (SUITES.length > 0) writeSuiteFiles(head, temps);
   // The smallest config proxying everything to the origin. Every benchmark client is
   // 127.0.0.1, so the per-address connection cap (default 256) is raised for the c1000 phase.
   writeFileSync(
@@ -282,6 +392,137 @@ end
   );
 }
 
+/**
+ * A JSON document of about `size` bytes, the same on every run: an API-like list of records,
+ * repetitive in its keys and varied in its values, as real API responses are.
+ */
+function jsonBody(size) {
+  let state = 42;
+  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0);
+  const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];
+  const items = [];
+  let length = 2;
+  for (let id = 1; length < size - 200; id++) {
+    const item = {
+      id,
+      sku: `SKU-${(next() % 1e6).toString().padStart(6, '0')}`,
+      name: `${words[next() % 8]} ${words[next() % 8]} ${next() % 1000}`,
+      price: (next() % 100000) / 100,
+      stock: next() % 500,
+      tags: [words[next() % 8], words[next() % 8]],
+      active: next() % 2 === 0,
+      updated: new Date(1.7e12 + (next() % 1e9) * 1000).toISOString(),
+    };
+    const text = JSON.stringify(item);
+    length += text.length + 1;
+    items.push(text);
+  }
+  return `[${items.join(',')}]`;
+}
+
+/** nginx and Switchyard configs (and the test certificate) of the optional suites. */
+function writeSuiteFiles(head, temps) {
+  for (const d of ['nginx-gzip/logs', 'nginx-gzip/tmp', 'nginx-tls/logs', 'nginx-tls/tmp'])
+    mkdirSync(join(WORK, d), { recursive: true });
+  const upstream = `upstream origin { server ${ORIGIN}; keepalive 64; keepalive_requests 10000000; keepalive_timeout 60s; }`;
+  const pass = `location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }`;
+  const limits =
+    'limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }';
+  if (SUITES.includes('compression')) {
+    // gzip_vary matches Switchyard, which always sends Vary: Accept-Encoding.
+    writeFileSync(
+      join(WORK, 'nginx-gzip.conf'),
+      `${head}http {
+    access_log off; tcp_nodelay on;
+    keepalive_timeout 75s; keepalive_requests 10000000;
+    ${temps}
+    gzip on; gzip_comp_level 6; gzip_types application/json; gzip_vary on;
+    ${upstream}
+    server { listen 127.0.0.1:${PORTS['nginx-gzip']} backlog=4096; ${pass} }
+}\n`,
+    );
+    writeFileSync(
+      join(WORK, 'switchyard-compress.yaml'),
+      `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS['switchyard-compress']}
+    ${limits}
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin
+    compression:
+      algorithms: [br, gzip]
+      types: [application/json]
+      level: { br: 4, gzip: 6 }
+`,
+    );
+  }
+  if (SUITES.includes('tls')) {
+    const cert = join(WORK, 'tls-cert.pem');
+    const key = join(WORK, 'tls-key.pem');
+    // One certificate for both proxies: ECDSA P-256, self-signed for 127.0.0.1 and localhost.
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '30',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    // Protocols and session handling as Switchyard's defaults: TLS 1.2 and 1.3, tickets on.
+    writeFileSync(
+      join(WORK, 'nginx-tls.conf'),
+      `${head}http {
+    access_log off; tcp_nodelay on;
+    keepalive_timeout 75s; keepalive_requests 10000000;
+    ${temps}
+    ${upstream}
+    server {
+        listen 127.0.0.1:${PORTS['nginx-tls']} ssl backlog=4096;
+        ssl_certificate ${cert}; ssl_certificate_key ${key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ${pass}
+    }
+}\n`,
+    );
+    writeFileSync(
+      join(WORK, 'switchyard-tls.yaml'),
+      `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS['switchyard-tls']}
+    ${limits}
+    tls:
+      certificates:
+        - { cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} }
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin
+`,
+    );
+  }
+}
+
 function startOrigin() {
   return startBg('origin', LOAD_CPU, '/usr/sbin/nginx', [
     '-p',
@@ -307,6 +548,27 @@ function startTarget(name) {
         'stderr',
         '-g',
         'worker_processes 1;',
+      ]);
+    case 'nginx-gzip':
+    case 'nginx-tls':
+      return startBg(name, PROXY_CPU, '/usr/sbin/nginx', [
+        '-p',
+        `${WORK}/${name}/`,
+        '-c',
+        join(WORK, `${name}.conf`),
+        '-e',
+        'stderr',
+        '-g',
+        'worker_processes 1;',
+      ]);
+    case 'switchyard-compress':
+    case 'switchyard-tls':
+      return startBg(name, PROXY_CPU, process.execPath, [
+        ...NODE_OPTS,
+        join(ROOT, 'bin/switchyard'),
+        'run',
+        '-c',
+        join(WORK, `${name}.yaml`),
       ]);
     case 'switchyard':
       return startBg('switchyard', PROXY_CPU, process.execPath, [
@@ -353,9 +615,14 @@ function wrk(args) {
   });
 }
 
-async function measure({ target, size, round, conns, threads, duration, pid }) {
-  const url = `http://127.0.0.1:${PORTS[target]}/${size}`;
-  const common = [`-t${threads}`, `-c${conns}`];
+async function measure({ target, size, round, conns, threads, duration, pid, ...suiteCase }) {
+  // Suite cases bring their own URL, request headers and label.
+  const {
+    url = `http://127.0.0.1:${PORTS[target]}/${size}`,
+    headers = [],
+    label = target,
+  } = suiteCase;
+  const common = [`-t${threads}`, `-c${conns}`, ...headers.flatMap((h) => ['-H', h])];
   if (WARMUP > 0) await wrk([...common, `-d${WARMUP}s`, url]);
   const pids = treePids(pid);
   let rss = rssKiB(pids);
@@ -374,10 +641,11 @@ async function measure({ target, size, round, conns, threads, duration, pid }) {
   const t1 = cpuTicks(pids);
   clearInterval(sampler);
   rss = Math.max(rss, rssKiB(pids));
-  writeFileSync(join(RESULTS, 'raw', `${target}.${size}.c${conns}.r${round}.txt`), out);
+  const file = `${label.replace(/[^\w.-]+/g, '_')}.${size.replace(/[^\w.-]+/g, '_')}`;
+  writeFileSync(join(RESULTS, 'raw', `${file}.c${conns}.r${round}.txt`), out);
   const m = /WRKJSON (\{.*\})/.exec(out);
   if (!m) {
-    log(`wrk failed for ${target} ${size} round ${round}:\n${out}`);
+    log(`wrk failed for ${label} ${size} round ${round}:\n${out}`);
     return null;
   }
   const j = JSON.parse(m[1]);
@@ -411,7 +679,7 @@ async function measure({ target, size, round, conns, threads, duration, pid }) {
       target === 'direct' ? busy(PROXY_CPU) : Math.max(0, busy(PROXY_CPU) - 100 * measuredCores),
   };
   log(
-    `r${round} ${target.padEnd(10)} ${size.padEnd(5)} c${String(conns).padEnd(4)} ${row.rps.toFixed(0).padStart(7)} rps` +
+    `r${round} ${label.padEnd(10)} ${size.padEnd(5)} c${String(conns).padEnd(4)} ${row.rps.toFixed(0).padStart(7)} rps` +
       `  p50 ${String(row.p50).padStart(6)}us  p99 ${String(row.p99).padStart(7)}us  rss ${(rss / 1024).toFixed(1)}MiB` +
       `  cores ${row.cores.toFixed(2)}  cpu% ${row.loadCpuBusy.toFixed(0)},${row.proxyCpuBusy.toFixed(0)}` +
       `  foreign ${row.foreignOnProxyCpu.toFixed(0)}%  err ${row.errors}`,
@@ -429,7 +697,62 @@ const median = (xs) => {
 const fmt = (x, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 const ms = (us) => (Number.isFinite(us) ? (us / 1000).toFixed(2) : '-');
 
-function report(rows, high) {
+/** Tables of the optional suites: per case medians, ratios to the nginx case of the same kind. */
+function suiteReport(suiteRows) {
+  const lines = [];
+  const pick = (name) => suiteRows.filter((r) => r.case === name);
+  const perRound = (name, base, key) =>
+    median(
+      pick(name).map((r) => {
+        const b = pick(base).find((x) => x.round === r.round);
+        return b ? r[key] / b[key] : NaN;
+      }),
+    );
+  for (const suite of SUITES) {
+    const cases = SUITE_CASES[suite].filter((c) => pick(c.name).length > 0);
+    if (cases.length === 0) continue;
+    const compression = suite === 'compression';
+    lines.push(
+      '',
+      compression
+        ? `Compression: ~100 KiB JSON (${suiteCases.find((c) => c.expect === undefined && c.suite === suite)?.bodyBytes ?? '?'} bytes), wrk -t${THREADS} -c${CONNS}, keep-alive; ratios to nginx with the same coding.`
+        : `TLS: 1 KiB body over https, wrk -t${THREADS} -c${CONNS}; "new handshake" sends Connection: close (a full handshake per request); ratios to nginx in the same mode.`,
+      '',
+      `| case | rps (median) | x nginx | p50 ms | p99 ms | p99 x nginx | proxy cores | rps per proxy core | per core x nginx |${compression ? ' body bytes | saved vs identity |' : ''} errors |`,
+      `|---|---:|---:|---:|---:|---:|---:|---:|---:|${compression ? '---:|---:|' : ''}---:|`,
+    );
+    const identity = suiteCases.find((c) => c.suite === suite && c.expect === undefined);
+    for (const c of cases) {
+      const rs = pick(c.name);
+      const body = suiteCases.find((x) => x.name === c.name)?.bodyBytes;
+      const saved =
+        compression && identity?.bodyBytes && body ? 1 - body / identity.bodyBytes : NaN;
+      lines.push(
+        `| ${c.name} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(perRound(c.name, c.base, 'rps'), 2)} | ` +
+          `${ms(median(rs.map((r) => r.p50)))} | ${ms(median(rs.map((r) => r.p99)))} | ` +
+          `${fmt(perRound(c.name, c.base, 'p99'), 2)} | ${fmt(median(rs.map((r) => r.cores)), 2)} | ` +
+          `${fmt(median(rs.map((r) => r.perCore)))} | ${fmt(perRound(c.name, c.base, 'perCore'), 2)} |` +
+          (compression ? ` ${body ?? '-'} | ${fmt(100 * saved, 1)}% |` : '') +
+          ` ${rs.reduce((a, r) => a + r.errors, 0)} |`,
+      );
+    }
+    if (compression) {
+      const bytes = (name) => suiteCases.find((x) => x.name === name)?.bodyBytes;
+      const [br, gzip, nginxGzip] = ['switchyard br 4', 'switchyard gzip 6', 'nginx gzip 6'].map(
+        bytes,
+      );
+      if (br && gzip)
+        lines.push(
+          '',
+          `br 4 vs gzip 6 (Switchyard): ${gzip - br} bytes fewer per response (${fmt(100 * (1 - br / gzip), 1)}% smaller); ` +
+            `gzip 6, Switchyard vs nginx: ${gzip} vs ${nginxGzip ?? '-'} bytes.`,
+        );
+    }
+  }
+  return lines;
+}
+
+function report(rows, high, suiteRows = []) {
   const lines = [];
   const conf =
     `rounds=${ROUNDS} duration=${DURATION}s warmup=${WARMUP}s wrk -t${THREADS} -c${CONNS}; ` +
@@ -516,13 +839,20 @@ function report(rows, high) {
       lines.push(`| ${name} | ${fmt(v, 2)} | ${ok ? 'met' : 'NOT met'} |`);
     }
   }
+  lines.push(...suiteReport(suiteRows));
   return lines.join('\n');
 }
 
 // ------------------------------------------------------------------ main
 const startLoad = loadavg();
 async function main() {
-  for (const tool of ['wrk', 'taskset', '/usr/sbin/nginx']) {
+  const tools = [
+    'wrk',
+    'taskset',
+    '/usr/sbin/nginx',
+    ...(SUITES.includes('tls') ? ['openssl'] : []),
+  ];
+  for (const tool of tools) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
     } catch {
@@ -546,11 +876,17 @@ async function main() {
   // Proxies stay up for the whole run (idle ones cost nothing), so rounds can interleave
   // targets quickly; each gets a warm-up before every measurement.
   const procs = { direct: origin };
-  const wanted = [...new Set([...TARGETS, ...(HIGH_CONNS > 0 ? HIGH_TARGETS : [])])];
+  const wanted = [
+    ...new Set([
+      ...TARGETS,
+      ...(HIGH_CONNS > 0 ? HIGH_TARGETS : []),
+      ...suiteCases.map((c) => c.target),
+    ]),
+  ];
   for (const t of wanted) {
     if (t === 'direct') continue;
     procs[t] = startTarget(t);
-    const base = `http://127.0.0.1:${PORTS[t]}`;
+    const base = baseUrl(t);
     if (!(await waitReady(`${base}/1k`, procs[t])))
       throw new Error(`${t} did not become ready (see ${RESULTS}/logs)`);
     const check = await get(`${base}/100k`);
@@ -587,6 +923,7 @@ async function main() {
       }
     }
   }
+  const suiteRows = await runSuites(procs);
   const high = [];
   if (HIGH_CONNS > 0) {
     for (const target of HIGH_TARGETS) {
@@ -603,10 +940,56 @@ async function main() {
     }
   }
   for (const child of [...started]) await stopBg(child);
-  const text = report(rows, high);
-  writeFileSync(join(RESULTS, 'runs.json'), JSON.stringify({ rows, high }, null, 2));
+  const text = report(rows, high, suiteRows);
+  writeFileSync(join(RESULTS, 'runs.json'), JSON.stringify({ rows, high, suiteRows }, null, 2));
   writeFileSync(join(RESULTS, 'report.md'), `${text}\n`);
   process.stdout.write(`${text}\n`);
+}
+
+/**
+ * The optional suites: each case is checked once (status, coding, body size), pre-warmed, then
+ * measured once per round, cases interleaved within a round like the main targets.
+ */
+async function runSuites(procs) {
+  const suiteRows = [];
+  if (suiteCases.length === 0) return suiteRows;
+  for (const c of suiteCases) {
+    const headers = Object.fromEntries(
+      c.headers.map((h) => [h.slice(0, h.indexOf(':')), h.slice(h.indexOf(':') + 1).trim()]),
+    );
+    const check = await get(`${baseUrl(c.target)}${c.path}`, headers);
+    if (check.status !== 200 || check.encoding !== c.expect)
+      throw new Error(
+        `${c.name}: got status ${check.status}, Content-Encoding ${check.encoding ?? 'none'}; expected 200, ${c.expect ?? 'none'}`,
+      );
+    c.bodyBytes = check.bytes;
+    if (PREWARM > 0)
+      await wrk([
+        `-t${THREADS}`,
+        `-c${CONNS}`,
+        `-d${PREWARM}s`,
+        ...c.headers.flatMap((h) => ['-H', h]),
+        `${baseUrl(c.target)}${c.path}`,
+      ]);
+  }
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const c of suiteCases) {
+      const row = await measure({
+        target: c.target,
+        size: c.path.slice(1),
+        round,
+        conns: CONNS,
+        threads: THREADS,
+        duration: DURATION,
+        pid: procs[c.target].pid,
+        url: `${baseUrl(c.target)}${c.path}`,
+        headers: c.headers,
+        label: c.name,
+      });
+      if (row) suiteRows.push({ ...row, case: c.name, suite: c.suite, bodyBytes: c.bodyBytes });
+    }
+  }
+  return suiteRows;
 }
 
 main().catch((err) => {
