@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { AcmeManager, acmeSettingsOf, type AcmeManagerOptions } from './acme/index.js';
 import { AdminServer, type ReloadResult } from './admin/server.js';
 import { packageVersion } from './admin/version.js';
 import type { Config, ListenerConfig } from './config/types.js';
@@ -16,7 +17,11 @@ import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Listener } from './server/listener.js';
 import { tlsTerminatorOf } from './server/http2.js';
-import type { ListenerTlsSettings } from './server/tls.js';
+import {
+  configuredContext,
+  type CertificateProvider,
+  type ListenerTlsSettings,
+} from './server/tls.js';
 import { HostRegistry } from './upstream/registry.js';
 import { HealthManager } from './health/index.js';
 
@@ -46,6 +51,8 @@ export interface StartOptions {
   serveAdmin?: boolean;
   /** Called with each listener's server just before it listens (src/cluster: SO_REUSEPORT). */
   prepareListen?: (server: import('node:net').Server, config: ListenerConfig) => void;
+  /** Clock and retry timing of automatic HTTPS (tests). */
+  acme?: Omit<AcmeManagerOptions, 'log'>;
 }
 
 /**
@@ -72,6 +79,14 @@ export class Switchyard {
   /** Config loaded and every listener up; false again once stopping. */
   private ready = false;
   private readonly reloadHook: (() => Promise<ReloadResult>) | undefined;
+  private readonly acmeOptions: Omit<AcmeManagerOptions, 'log'>;
+  /** Automatic HTTPS, when `acme` is configured. */
+  acme: AcmeManager | null = null;
+  /** Handed to every TLS listener once; reads whichever manager is current. */
+  private readonly acmeProvider: CertificateProvider = {
+    certificateFor: (name) => this.acme?.certificateFor(name),
+    alpnChallenge: (name) => this.acme?.alpnChallenge(name),
+  };
 
   private constructor(config: Config, options: StartOptions) {
     this.shared = new Map(options.shared ?? []);
@@ -80,6 +95,7 @@ export class Switchyard {
     this.log = options.log ?? createStderrLogger();
     this.announce = options.announce ?? true;
     this.reloadHook = options.reload;
+    this.acmeOptions = options.acme ?? {};
     this.runtime = this.buildRuntime(config);
     this.observability = new Observability(config, {
       version: packageVersion(),
@@ -95,6 +111,7 @@ export class Switchyard {
     try {
       for (const listenerConfig of config.listeners) await proxy.openListener(listenerConfig);
       if (config.admin && proxy.serveAdmin) await proxy.startAdmin(config);
+      await proxy.updateAcme(config);
     } catch (err) {
       await proxy.stop(0);
       throw err;
@@ -120,7 +137,9 @@ export class Switchyard {
     const listener = new Listener(config, {
       dispatcher: () => this.runtime,
       log: this.log,
+      acmeChallenge: (token) => this.acme?.httpChallenge(token),
     });
+    tlsTerminatorOf(listener.server)?.setProvider(this.acmeProvider);
     this.prepareListen?.(listener.server, config);
     try {
       const url = await listener.listen();
@@ -142,6 +161,32 @@ export class Switchyard {
       );
     }
     return listener;
+  }
+
+  /**
+   * Starts, updates or stops automatic HTTPS for a config. Stored certificates are loaded before
+   * this returns, so they serve from the first handshake; orders run in the background.
+   */
+  private async updateAcme(config: Config): Promise<void> {
+    const settings = acmeSettingsOf(config);
+    if (settings === undefined) {
+      this.acme?.stop();
+      this.acme = null;
+      return;
+    }
+    const covered = (listenerName: string, name: string): boolean => {
+      const listener = this.listeners.get(listenerName);
+      const terminator = listener && tlsTerminatorOf(listener.server);
+      return terminator ? configuredContext(terminator.current, name) !== undefined : false;
+    };
+    if (this.acme === null) {
+      const manager = new AcmeManager(settings, { ...this.acmeOptions, log: this.log });
+      manager.update(config, covered);
+      this.acme = manager;
+      await manager.start();
+    } else {
+      this.acme.update(config, covered);
+    }
   }
 
   /** Opens the admin listener (API, metrics, dashboard) described by `config.admin`. */
@@ -264,6 +309,13 @@ export class Switchyard {
       }
     }
     for (const [name, listener] of opened) this.listeners.set(name, listener);
+    try {
+      await this.updateAcme(config);
+    } catch (err) {
+      this.log('error', 'acme: not reconfigured; the previous settings stay', {
+        error: (err as Error).message,
+      });
+    }
     const grace = setTimeout(() => void previous.close(), config.shutdownTimeoutMs);
     grace.unref();
   }
@@ -273,6 +325,7 @@ export class Switchyard {
     this.stopping ??= (async () => {
       this.ready = false;
       this.health.stop();
+      this.acme?.stop();
       await Promise.all([...this.listeners.values()].map((l) => l.drain(timeoutMs)));
       await this.admin?.close();
       await this.observability.close();

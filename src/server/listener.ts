@@ -23,7 +23,12 @@ export interface ListenerHooks {
     message: string,
     fields?: Record<string, unknown>,
   ) => void;
+  /** ACME HTTP-01 (src/acme/): the key authorization for a pending token, answered on plain
+   * listeners before routing, so a redirect-to-HTTPS route cannot hide it. */
+  acmeChallenge?: (token: string) => string | undefined;
 }
+
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
 const CLIENT_ERROR_STATUS: Record<string, [number, string]> = {
   HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],
@@ -95,6 +100,24 @@ export class Listener {
       installProxyProtocol(this.server, { timeoutMs: limits.headersTimeoutMs, log: hooks.log });
   }
 
+  /** Answers a pending HTTP-01 token; false (route as usual) for any other path. */
+  private answerAcmeChallenge(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    lookup: (token: string) => string | undefined,
+  ): boolean {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const answer = lookup((req.url ?? '').slice(ACME_CHALLENGE_PREFIX.length));
+    if (answer === undefined) return false;
+    res.writeHead(200, {
+      'content-type': 'text/plain',
+      'content-length': Buffer.byteLength(answer),
+      'cache-control': 'no-store',
+    });
+    res.end(req.method === 'HEAD' ? undefined : answer);
+    return true;
+  }
+
   /** CONNECT (forward-proxy tunnelling) is not something a reverse proxy offers. */
   private readonly onConnect = (_req: http.IncomingMessage, socket: Socket) => {
     socket.on('error', () => socket.destroy());
@@ -134,6 +157,14 @@ export class Listener {
       res.end();
       return;
     }
+    if (
+      this.hooks.acmeChallenge !== undefined &&
+      this.info.scheme === 'http' &&
+      req.url !== undefined &&
+      req.url.startsWith(ACME_CHALLENGE_PREFIX) &&
+      this.answerAcmeChallenge(req, res, this.hooks.acmeChallenge)
+    )
+      return;
     if (
       req.headers['transfer-encoding'] !== undefined ||
       (req.headers['content-length'] ?? '0') !== '0'

@@ -1,0 +1,482 @@
+// Automatic HTTPS end to end against pebble (Debian's ACME test server), started by the test on
+// loopback: pebble validates HTTP-01 through Switchyard's plain listener and TLS-ALPN-01 through
+// its TLS listener, and a tiny DNS server here resolves every name to 127.0.0.1 for pebble.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { configFrom, startProxy } from './helpers.mjs';
+import { Switchyard } from '../dist/main.js';
+import { AcmeManager } from '../dist/acme/index.js';
+
+const hasPebble = (() => {
+  try {
+    execFileSync('pebble', ['-h'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    return err.code !== 'ENOENT' && existsSync('/usr/bin/pebble');
+  }
+})();
+const skip = hasPebble ? false : 'pebble is not installed (apt-get install pebble)';
+
+/** A DNS server answering every A query with 127.0.0.1 (and AAAA with no address). */
+async function startDns() {
+  const socket = dgram.createSocket('udp4');
+  socket.on('message', (msg, rinfo) => {
+    if (msg.length < 12) return;
+    let offset = 12;
+    while (offset < msg.length && msg[offset] !== 0) offset += msg[offset] + 1;
+    const questionEnd = offset + 5;
+    if (questionEnd > msg.length) return;
+    const qtype = msg.readUInt16BE(offset + 1);
+    const header = Buffer.alloc(12);
+    msg.copy(header, 0, 0, 2); // id
+    header.writeUInt16BE(0x8400 | (msg.readUInt16BE(2) & 0x0100), 2); // QR, AA, RD copied
+    header.writeUInt16BE(1, 4); // one question
+    const answers = [];
+    if (qtype === 1) {
+      const rr = Buffer.alloc(16);
+      rr.writeUInt16BE(0xc00c, 0); // the question's name
+      rr.writeUInt16BE(1, 2); // A
+      rr.writeUInt16BE(1, 4); // IN
+      rr.writeUInt32BE(60, 6);
+      rr.writeUInt16BE(4, 10);
+      Buffer.from([127, 0, 0, 1]).copy(rr, 12);
+      answers.push(rr);
+    }
+    header.writeUInt16BE(answers.length, 6);
+    socket.send(
+      Buffer.concat([header, msg.subarray(12, questionEnd), ...answers]),
+      rinfo.port,
+      rinfo.address,
+    );
+  });
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  return { port: socket.address().port, close: () => socket.close() };
+}
+
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+function openssl(args, cwd) {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** The CA and certificate pebble's own HTTPS API uses (it must name 127.0.0.1). */
+function makeApiCertificate(dir) {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'api-ca-key.pem',
+      '-out',
+      'api-ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=pebble API test CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    ],
+    dir,
+  );
+  openssl(
+    ['req', '-new', ...ec, '-keyout', 'api-key.pem', '-out', 'api.csr', '-subj', '/CN=127.0.0.1'],
+    dir,
+  );
+  writeFileSync(
+    path.join(dir, 'api.ext'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'api.csr',
+      '-CA',
+      'api-ca.pem',
+      '-CAkey',
+      'api-ca-key.pem',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      'api.ext',
+      '-out',
+      'api.pem',
+    ],
+    dir,
+  );
+}
+
+let dir;
+let dns;
+let pebble;
+let ports;
+let pebbleOutput = '';
+
+before(async () => {
+  if (skip) return;
+  dir = mkdtempSync(path.join(tmpdir(), 'sy-acme-'));
+  makeApiCertificate(dir);
+  dns = await startDns();
+  ports = {
+    http: await freePort(),
+    tls: await freePort(),
+    api: await freePort(),
+    management: await freePort(),
+  };
+  writeFileSync(
+    path.join(dir, 'pebble.json'),
+    JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${ports.api}`,
+        managementListenAddress: `127.0.0.1:${ports.management}`,
+        certificate: path.join(dir, 'api.pem'),
+        privateKey: path.join(dir, 'api-key.pem'),
+        httpPort: ports.http,
+        tlsPort: ports.tls,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    }),
+  );
+  pebble = spawn(
+    'pebble',
+    ['-config', path.join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`],
+    {
+      env: {
+        ...process.env,
+        PEBBLE_VA_NOSLEEP: '1',
+        PEBBLE_WFE_NONCEREJECT: '0',
+        PEBBLE_AUTHZREUSE: '0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  await new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      pebbleOutput += chunk;
+      if (pebbleOutput.includes('ACME directory available')) resolve();
+    };
+    pebble.stdout.on('data', onData);
+    pebble.stderr.on('data', onData);
+    pebble.once('exit', (code) => reject(new Error(`pebble exited (${code}):\n${pebbleOutput}`)));
+  });
+});
+
+after(async () => {
+  if (pebble) {
+    pebble.kill();
+    await once(pebble, 'exit').catch(() => undefined);
+  }
+  dns?.close();
+});
+
+function directory() {
+  return `https://127.0.0.1:${ports.api}/dir`;
+}
+
+/** pebble's issuing root, from its management API. */
+async function pebbleRoot() {
+  return new Promise((resolve, reject) => {
+    https
+      .get(
+        `https://127.0.0.1:${ports.management}/roots/0`,
+        { ca: readFileSync(path.join(dir, 'api-ca.pem')) },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        },
+      )
+      .on('error', reject);
+  });
+}
+
+/** A TLS handshake with SNI; resolves { authorized, error, peer, alpn, body } after a GET. */
+function fetchOverTls(port, servername, ca) {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['http/1.1'] },
+      () => {
+        const result = {
+          authorized: socket.authorized,
+          error: socket.authorizationError,
+          peer: socket.getPeerCertificate(true),
+          alpn: socket.alpnProtocol,
+        };
+        socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+        let data = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (c) => (data += c));
+        socket.on('end', () => resolve({ ...result, response: data }));
+      },
+    );
+    socket.on('error', reject);
+  });
+}
+
+function yamlFor({ names, plain = true, storage, extra = '' }) {
+  return `
+listeners:
+${plain ? `  - name: web\n    address: 127.0.0.1:${ports.http}\n` : ''}  - name: websecure
+    address: 127.0.0.1:${ports.tls}
+    tls: { certificates: [] }
+routes:
+${plain ? '  - match: { listener: web }\n    redirect: { location: "https://{host}{uri}", status: 308 }\n' : ''}  - match: { host: [${names.join(', ')}] }
+    respond: { status: 200, body: "hello over acme\\n" }
+acme:
+  email: ops@example.com
+  directory: ${directory()}
+  caRoot: ${path.join(dir, 'api-ca.pem')}
+  storage: ${storage}
+${extra}`;
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+test(
+  'HTTP-01: a route host gets a certificate from pebble, served by SNI and chaining to its root',
+  { skip },
+  async () => {
+    const storage = path.join(dir, 'store-http');
+    const p = await startProxy(yamlFor({ names: ['a.example.com'], storage }));
+    try {
+      const cert = await withTimeout(
+        p.proxy.acme.whenCertificate('a.example.com'),
+        20000,
+        `certificate; logs: ${JSON.stringify(p.logs)}`,
+      );
+      assert.deepEqual(cert.names, ['a.example.com']);
+      const obtaining = p.logs.find((l) => l.message === 'acme: obtaining certificate');
+      assert.deepEqual(obtaining.challenges, ['http-01', 'tls-alpn-01']);
+      const root = await pebbleRoot();
+      const res = await fetchOverTls(ports.tls, 'a.example.com', root);
+      assert.equal(res.authorized, true, String(res.error));
+      assert.equal(res.peer.subjectaltname, 'DNS:a.example.com');
+      assert.match(res.response, /^HTTP\/1\.1 200/);
+      assert.match(res.response, /hello over acme/);
+      // Stored for the next start: account and certificate, under the directory's folder.
+      const folder = path.join(storage, `127.0.0.1_${ports.api}_dir`);
+      assert.ok(existsSync(path.join(folder, 'account.json')));
+      assert.equal(
+        readFileSync(path.join(folder, 'certificates/a.example.com/cert.pem'), 'utf8'),
+        cert.cert,
+      );
+    } finally {
+      await p.close();
+    }
+
+    // A restart loads the stored certificate: it serves at once and nothing is ordered.
+    const again = await startProxy(yamlFor({ names: ['a.example.com'], storage }));
+    try {
+      const loaded = again.proxy.acme.certificateFor('a.example.com');
+      assert.ok(loaded, 'stored certificate loaded at start');
+      const res = await fetchOverTls(ports.tls, 'a.example.com', await pebbleRoot());
+      assert.equal(res.authorized, true);
+      assert.equal(
+        new X509Certificate(res.peer.raw).serialNumber,
+        new X509Certificate(loaded.cert).serialNumber,
+      );
+      assert.equal(
+        again.logs.some((l) => l.message === 'acme: obtaining certificate'),
+        false,
+      );
+    } finally {
+      await again.close();
+    }
+
+    // Past 2/3 of its lifetime (an injected clock) the certificate is renewed: a new serial.
+    const logs = [];
+    const lifetimeShift = (() => {
+      const x = new X509Certificate(
+        readFileSync(
+          path.join(storage, `127.0.0.1_${ports.api}_dir`, 'certificates/a.example.com/cert.pem'),
+        ),
+      );
+      const from = new Date(x.validFrom).getTime();
+      const to = new Date(x.validTo).getTime();
+      return from + ((to - from) * 3) / 4 - Date.now();
+    })();
+    const renewing = await Switchyard.start(
+      configFrom(yamlFor({ names: ['a.example.com'], storage })),
+      {
+        announce: false,
+        log: (level, message, fields) => logs.push({ level, message, ...fields }),
+        acme: { now: () => Date.now() + lifetimeShift },
+      },
+    );
+    try {
+      const old = renewing.acme.certificateFor('a.example.com');
+      assert.ok(old);
+      const renewed = await withTimeout(
+        renewing.acme.whenCertificate('a.example.com', old),
+        20000,
+        `renewal; logs: ${JSON.stringify(logs)}`,
+      );
+      assert.notEqual(renewed.serialNumber, old.serialNumber);
+      assert.ok(logs.some((l) => l.message === 'acme: certificate renewed'));
+      const res = await fetchOverTls(ports.tls, 'a.example.com', await pebbleRoot());
+      assert.equal(new X509Certificate(res.peer.raw).serialNumber, renewed.serialNumber);
+    } finally {
+      await renewing.stop(1000);
+    }
+  },
+);
+
+test(
+  'TLS-ALPN-01: with only a TLS listener, pebble validates over acme-tls/1',
+  { skip },
+  async () => {
+    const storage = path.join(dir, 'store-alpn');
+    const p = await startProxy(yamlFor({ names: ['b.example.com'], storage, plain: false }));
+    try {
+      const cert = await withTimeout(
+        p.proxy.acme.whenCertificate('b.example.com'),
+        20000,
+        `certificate; logs: ${JSON.stringify(p.logs)}`,
+      );
+      assert.deepEqual(cert.names, ['b.example.com']);
+      const obtaining = p.logs.find((l) => l.message === 'acme: obtaining certificate');
+      assert.deepEqual(obtaining.challenges, ['tls-alpn-01']);
+      const res = await fetchOverTls(ports.tls, 'b.example.com', await pebbleRoot());
+      assert.equal(res.authorized, true, String(res.error));
+      assert.match(res.response, /hello over acme/);
+      // No validation pending: acme-tls/1 is refused like any protocol the listener does not speak.
+      await assert.rejects(
+        new Promise((resolve, reject) => {
+          const s = tls.connect(
+            {
+              host: '127.0.0.1',
+              port: ports.tls,
+              servername: 'b.example.com',
+              ALPNProtocols: ['acme-tls/1'],
+              rejectUnauthorized: false,
+            },
+            resolve,
+          );
+          s.on('error', reject);
+        }),
+        /no application protocol/,
+      );
+    } finally {
+      await p.close();
+    }
+  },
+);
+
+test(
+  'a failing directory is retried with growing delays, and handshakes for the name fail cleanly',
+  { skip },
+  async () => {
+    const closedPort = await freePort();
+    const logs = [];
+    const failures = [];
+    let notify;
+    const config = configFrom(
+      yamlFor({
+        names: ['c.example.com'],
+        storage: path.join(dir, 'store-fail'),
+        plain: false,
+      }).replace(directory(), `https://127.0.0.1:${closedPort}/dir`),
+    );
+    const proxy = await Switchyard.start(config, {
+      announce: false,
+      log: (level, message, fields) => {
+        logs.push({ level, message, ...fields });
+        if (message === 'acme: order failed; will retry') {
+          failures.push(fields);
+          notify?.();
+        }
+      },
+      acme: { retryBaseMs: 50, maxRetryMs: 100 },
+    });
+    try {
+      while (failures.length < 3) await new Promise((r) => (notify = r));
+      assert.deepEqual(
+        failures.map((f) => f.failures),
+        [1, 2, 3],
+      );
+      // Exponential: 50 ms, then 100 ms, then capped at maxRetryMs.
+      assert.deepEqual(
+        failures.slice(0, 3).map((f) => f.retryInMs),
+        [50, 100, 100],
+      );
+      const status = proxy.acme.status().find((s) => s.name === 'c.example.com');
+      assert.ok(status.failures >= 3);
+      assert.ok(status.lastError);
+      // No certificate for the name: the handshake fails instead of serving a wrong one.
+      await assert.rejects(
+        new Promise((resolve, reject) => {
+          const s = tls.connect(
+            {
+              host: '127.0.0.1',
+              port: ports.tls,
+              servername: 'c.example.com',
+              rejectUnauthorized: false,
+            },
+            resolve,
+          );
+          s.on('error', reject);
+        }),
+      );
+    } finally {
+      await proxy.stop(1000);
+    }
+  },
+);
+
+test(
+  'unit: names come from exact route hosts on TLS listeners not served by a configured certificate',
+  { skip },
+  () => {
+    const config = configFrom(`
+listeners:
+  - { name: web, address: "127.0.0.1:0" }
+  - { name: websecure, address: "127.0.0.1:0", tls: { certificates: [] } }
+routes:
+  - match: { host: [x.example.com, "*.wild.example.com", 127.0.0.1, localhost, covered.example.com] }
+    respond: { status: 200 }
+  - match: { host: [plain-only.example.com], listener: web }
+    respond: { status: 200 }
+acme: { email: a@example.com, storage: ${dir} }
+`);
+    const manager = new AcmeManager({ storage: dir }, { log: () => undefined });
+    manager.update(config, (_l, name) => name === 'covered.example.com');
+    assert.deepEqual(
+      manager.status().map((s) => s.name),
+      ['x.example.com'],
+    );
+  },
+);
