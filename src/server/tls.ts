@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
+import { OcspStapler } from './ocsp.js';
 
 /** The listener `tls` section as written in the config (validated by the schema). */
 export interface ListenerTlsSettings {
@@ -420,6 +421,9 @@ export class TlsTerminator {
   attach(server: tls.Server): void {
     this.server = server;
     this.watchFiles();
+    // Stapling is on for every TLS listener; for a certificate naming no responder it costs a
+    // hash and a lookup, and only in handshakes whose client asks for a staple.
+    if (this.ocspHandler === null) this.ocspHandler = new OcspStapler({ log: this.log }).handle;
     // A TLS-ALPN-01 validation connection carries nothing after the handshake (RFC 8737 §3).
     server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
       if ((socket as unknown as Record<symbol, boolean>)[acmeHandshake] === true) socket.destroy();
