@@ -1,0 +1,570 @@
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import {
+  BodyTimeoutError,
+  ConnectTimeoutError,
+  ContentLengthMismatchError,
+  HeadersTimeoutError,
+  RequestAbortedError,
+  SocketClosedError,
+  track,
+  untrack,
+  type Expiring,
+} from './common.js';
+import { ResponseParser, type ParserOwner } from './parser.js';
+
+/**
+ * The subset of undici's legacy dispatch handler that Switchyard uses. `rawHeaders` are latin1
+ * strings (see parser.ts); `toString('latin1')` on them is the identity.
+ */
+export interface H1DispatchHandler {
+  onConnect?(abort: (err?: Error) => void): void;
+  onHeaders?(
+    status: number,
+    rawHeaders: Buffer[],
+    resume: () => void,
+    statusText: string,
+  ): boolean | void;
+  onData?(chunk: Buffer): boolean | void;
+  onComplete?(trailers: Buffer[] | null): void;
+  onError?(err: Error): void;
+  onBodySent?(chunk: unknown): void;
+  onUpgrade?(status: number, rawHeaders: Buffer[], socket: net.Socket): void;
+}
+
+export type StreamBody = Readable | AsyncIterable<Buffer | Uint8Array | string>;
+
+/** What a Connection needs from its pool. */
+export interface ConnectionOwner {
+  onConnected(conn: Connection): void;
+  onConnectFailed(conn: Connection, err: Error): void;
+  onReusable(conn: Connection, idleMs: number): void;
+  onClosed(conn: Connection): void;
+  /** A request lost a stale keep-alive connection before any answer: send it again, once. */
+  retryStale(req: H1Request): void;
+  dequeue(req: H1Request): void;
+}
+
+/** One request: everything needed to (re)send it and to report back to its handler. */
+export class H1Request {
+  readonly method: string;
+  /** The whole request head, framing fields and the blank line included. */
+  readonly head: string;
+  /** A body sent with the head (replayable), or null. */
+  readonly body: Buffer | null;
+  readonly stream: StreamBody | null;
+  /** Declared length of a streamed body; -1 when it is sent chunked. */
+  readonly contentLength: number;
+  readonly handler: H1DispatchHandler;
+  readonly headersTimeout: number;
+  readonly bodyTimeout: number;
+  readonly upgrade: boolean;
+  readonly idempotent: boolean;
+  /** Close the connection after this exchange (the request said `connection: close`). */
+  readonly reset: boolean;
+  readonly owner: ConnectionOwner;
+  conn: Connection | null = null;
+  done = false;
+  connectNotified = false;
+  retried = false;
+  /** A byte of a streamed body was taken from its source: the request cannot be replayed. */
+  bodyStarted = false;
+  bodyDone = false;
+  /** Detaches the body stream's listeners (set while a stream is being sent). */
+  stopBody: ((pause: boolean) => void) | null = null;
+
+  constructor(
+    owner: ConnectionOwner,
+    method: string,
+    head: string,
+    body: Buffer | null,
+    stream: StreamBody | null,
+    contentLength: number,
+    handler: H1DispatchHandler,
+    headersTimeout: number,
+    bodyTimeout: number,
+    upgrade: boolean,
+    idempotent: boolean,
+    reset: boolean,
+  ) {
+    this.owner = owner;
+    this.method = method;
+    this.head = head;
+    this.body = body;
+    this.stream = stream;
+    this.contentLength = contentLength;
+    this.handler = handler;
+    this.headersTimeout = headersTimeout;
+    this.bodyTimeout = bodyTimeout;
+    this.upgrade = upgrade;
+    this.idempotent = idempotent;
+    this.reset = reset;
+  }
+
+  /** undici's abort(): fails the request now (onError runs synchronously) and frees the socket. */
+  readonly abort = (err?: Error): void => {
+    if (this.done) return;
+    const conn = this.conn;
+    if (conn !== null) conn.failRequest(this, err ?? new RequestAbortedError());
+    else {
+      this.owner.dequeue(this);
+      this.fail(err ?? new RequestAbortedError());
+    }
+  };
+
+  /**
+   * Nothing of this request can have been acted on by a server that closed without answering:
+   * idempotent with a replayable body, or a streamed body none of which was sent.
+   */
+  get replayable(): boolean {
+    if (this.retried || this.upgrade) return false;
+    if (this.stream !== null) return !this.bodyStarted && !isIterableOnly(this.stream);
+    return this.idempotent;
+  }
+
+  fail(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.stopBody?.(false);
+    this.stopBody = null;
+    this.handler.onError?.(err);
+  }
+}
+
+function isIterableOnly(body: StreamBody): boolean {
+  return typeof (body as Readable).on !== 'function';
+}
+
+const T_NONE = 0;
+const T_CONNECT = 1;
+const T_HEADERS = 2;
+const T_BODY = 3;
+const T_IDLE = 4;
+
+const EMPTY: Buffer[] = [];
+
+/**
+ * One keep-alive HTTP/1.1 connection carrying one request at a time (no pipelining). It owns
+ * the socket's listeners and the response parser; the pool decides which request it carries.
+ */
+export class Connection implements Expiring, ParserOwner {
+  readonly socket: net.Socket;
+  private readonly parser: ResponseParser;
+  private readonly owner: ConnectionOwner;
+  private readonly keepAliveIdleMs: number;
+  req: H1Request | null = null;
+  /** A stale-retry request that must go on this new connection, not on an idle one. */
+  reserved: H1Request | null = null;
+  connected = false;
+  closed = false;
+  /** Requests completed on this connection (0: fresh). */
+  served = 0;
+  deadline = 0;
+  private timeoutKind = T_NONE;
+  private error: Error | null = null;
+  private responseBytes = 0;
+
+  constructor(
+    owner: ConnectionOwner,
+    host: string,
+    port: number,
+    connectTimeoutMs: number,
+    keepAliveIdleMs: number,
+  ) {
+    this.owner = owner;
+    this.keepAliveIdleMs = keepAliveIdleMs;
+    this.parser = new ResponseParser(this);
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: true });
+    this.socket = socket;
+    socket.on('connect', this.onSocketConnect);
+    socket.on('data', this.onSocketData);
+    socket.on('end', this.onSocketEnd);
+    socket.on('error', this.onSocketError);
+    socket.on('close', this.onSocketClose);
+    if (connectTimeoutMs > 0) this.arm(T_CONNECT, connectTimeoutMs);
+    track(this);
+  }
+
+  private arm(kind: number, ms: number): void {
+    this.timeoutKind = kind;
+    this.deadline = ms > 0 ? Date.now() + ms : 0;
+  }
+
+  private disarm(): void {
+    this.timeoutKind = T_NONE;
+    this.deadline = 0;
+  }
+
+  expire(): void {
+    const kind = this.timeoutKind;
+    this.disarm();
+    const req = this.req;
+    if (kind === T_CONNECT) {
+      this.error = new ConnectTimeoutError();
+      this.socket.destroy();
+    } else if (kind === T_HEADERS && req !== null) {
+      this.failRequest(req, new HeadersTimeoutError());
+    } else if (kind === T_BODY && req !== null) {
+      this.failRequest(req, new BodyTimeoutError());
+    } else if (kind === T_IDLE) {
+      this.destroy();
+    }
+  }
+
+  /** Starts `req` on this (connected, free) connection. */
+  assign(req: H1Request): void {
+    this.req = req;
+    req.conn = this;
+    this.responseBytes = 0;
+    this.disarm();
+    this.parser.reset(req.method === 'HEAD', req.upgrade);
+    if (!req.connectNotified) {
+      req.connectNotified = true;
+      req.handler.onConnect?.(req.abort);
+      if (req.done) return;
+    }
+    const socket = this.socket;
+    const body = req.body;
+    if (body !== null) {
+      // Head and body leave in one writev.
+      socket.cork();
+      socket.write(req.head, 'latin1');
+      socket.write(body);
+      socket.uncork();
+      req.bodyDone = true;
+      req.handler.onBodySent?.(body);
+      if (req.headersTimeout > 0) this.arm(T_HEADERS, req.headersTimeout);
+    } else if (req.stream !== null) {
+      socket.write(req.head, 'latin1');
+      if (typeof (req.stream as Readable).on === 'function')
+        this.sendReadable(req, req.stream as Readable);
+      else void this.sendIterable(req, req.stream as AsyncIterable<Buffer | string>);
+    } else {
+      socket.write(req.head, 'latin1');
+      req.bodyDone = true;
+      if (req.headersTimeout > 0) this.arm(T_HEADERS, req.headersTimeout);
+    }
+  }
+
+  /** Writes one piece of a streamed body; false when the socket wants a drain. */
+  private writeBodyChunk(req: H1Request, chunk: Buffer): boolean {
+    const socket = this.socket;
+    if (req.contentLength >= 0) return socket.write(chunk);
+    socket.cork();
+    socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    const ok = socket.write('\r\n', 'latin1');
+    socket.uncork();
+    return ok;
+  }
+
+  /** The whole streamed body was written. */
+  private endBody(req: H1Request, sent: number): void {
+    req.stopBody = null;
+    if (req.contentLength >= 0 && sent !== req.contentLength) {
+      this.failRequest(req, new ContentLengthMismatchError());
+      return;
+    }
+    if (req.contentLength < 0) this.socket.write('0\r\n\r\n', 'latin1');
+    req.bodyDone = true;
+    if (req.headersTimeout > 0 && !this.parser.headComplete)
+      this.arm(T_HEADERS, req.headersTimeout);
+  }
+
+  private sendReadable(req: H1Request, body: Readable): void {
+    const socket = this.socket;
+    let sent = 0;
+    const onData = (data: Buffer | string) => {
+      if (req.done || req.conn !== this) return;
+      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+      if (chunk.length === 0) return;
+      req.bodyStarted = true;
+      sent += chunk.length;
+      if (req.contentLength >= 0 && sent > req.contentLength) {
+        this.failRequest(req, new ContentLengthMismatchError());
+        return;
+      }
+      const ok = this.writeBodyChunk(req, chunk);
+      req.handler.onBodySent?.(chunk);
+      if (!ok && req.conn === this && !req.done) {
+        body.pause();
+        socket.once('drain', onDrain);
+      }
+    };
+    const onDrain = () => {
+      if (!req.done && req.conn === this) body.resume();
+    };
+    const onEnd = () => {
+      stop(false);
+      if (!req.done && req.conn === this) this.endBody(req, sent);
+    };
+    const onError = (err: Error) => {
+      stop(false);
+      if (!req.done && req.conn === this) this.failRequest(req, err);
+    };
+    const onClose = () => {
+      // 'close' without 'end': the source went away mid-body.
+      if (!body.readableEnded) onError(new RequestAbortedError());
+    };
+    const stop = (pause: boolean) => {
+      if (pause) body.pause();
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onClose);
+      socket.off('drain', onDrain);
+      if (req.stopBody === stop) req.stopBody = null;
+    };
+    req.stopBody = stop;
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+    body.on('close', onClose);
+    if (body.readableEnded) onEnd();
+    else body.resume();
+  }
+
+  private async sendIterable(
+    req: H1Request,
+    body: AsyncIterable<Buffer | Uint8Array | string>,
+  ): Promise<void> {
+    // An iterator cannot be restarted: the request is never replayed once this begins.
+    req.bodyStarted = true;
+    let sent = 0;
+    try {
+      for await (const data of body) {
+        if (req.done || req.conn !== this) return;
+        const chunk =
+          typeof data === 'string'
+            ? Buffer.from(data)
+            : Buffer.isBuffer(data)
+              ? data
+              : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        if (chunk.length === 0) continue;
+        sent += chunk.length;
+        if (req.contentLength >= 0 && sent > req.contentLength) {
+          this.failRequest(req, new ContentLengthMismatchError());
+          return;
+        }
+        const ok = this.writeBodyChunk(req, chunk);
+        req.handler.onBodySent?.(chunk);
+        if (!ok) await waitDrain(this.socket);
+      }
+      if (!req.done && req.conn === this) this.endBody(req, sent);
+    } catch (err) {
+      if (!req.done && req.conn === this) this.failRequest(req, err as Error);
+    }
+  }
+
+  // ------------------------------------------------------------------ response (ParserOwner)
+
+  onHead(status: number, statusText: string, headers: string[]): boolean {
+    const req = this.req!;
+    if (status >= 200) {
+      if (req.bodyTimeout > 0) this.arm(T_BODY, req.bodyTimeout);
+      else this.disarm();
+    }
+    const more = req.handler.onHeaders?.(
+      status,
+      headers as unknown as Buffer[],
+      this.resume,
+      statusText,
+    );
+    if (more === false && this.req === req && !req.done) {
+      this.pauseReading();
+      return false;
+    }
+    return true;
+  }
+
+  onBody(chunk: Buffer): boolean {
+    const req = this.req!;
+    if (this.timeoutKind === T_BODY) this.deadline = Date.now() + req.bodyTimeout;
+    const more = req.handler.onData?.(chunk);
+    if (more === false && this.req === req && !req.done) {
+      this.pauseReading();
+      return false;
+    }
+    return true;
+  }
+
+  onComplete(trailers: string[]): void {
+    const req = this.req!;
+    this.disarm();
+    this.req = null;
+    req.conn = null;
+    req.done = true;
+    this.served++;
+    const hint = this.parser.keepAliveHintMs;
+    // Leave a second of margin before the server's announced idle timeout.
+    const idleMs = hint >= 0 ? Math.min(this.keepAliveIdleMs, hint - 1000) : this.keepAliveIdleMs;
+    const reusable =
+      this.parser.keepAlive &&
+      !this.parser.trailingData &&
+      req.bodyDone &&
+      !req.reset &&
+      idleMs > 0 &&
+      !this.closed;
+    if (!req.bodyDone) {
+      // The server answered before taking the whole body: stop sending it.
+      req.stopBody?.(true);
+      req.stopBody = null;
+    }
+    req.handler.onComplete?.(trailers.length === 0 ? EMPTY : (trailers as unknown as Buffer[]));
+    if (reusable) this.owner.onReusable(this, idleMs);
+    else this.destroy();
+  }
+
+  onUpgradeHead(status: number, _statusText: string, headers: string[], rest: Buffer): void {
+    const req = this.req!;
+    this.req = null;
+    req.conn = null;
+    req.done = true;
+    this.disarm();
+    const socket = this.socket;
+    socket.pause();
+    socket.off('connect', this.onSocketConnect);
+    socket.off('data', this.onSocketData);
+    socket.off('end', this.onSocketEnd);
+    socket.off('error', this.onSocketError);
+    socket.off('close', this.onSocketClose);
+    this.closed = true;
+    untrack(this);
+    this.owner.onClosed(this);
+    if (rest.length > 0) socket.unshift(rest);
+    if (req.handler.onUpgrade === undefined) socket.destroy();
+    else req.handler.onUpgrade(status, headers as unknown as Buffer[], socket);
+  }
+
+  // ------------------------------------------------------------------ flow control
+
+  private pauseReading(): void {
+    this.socket.pause();
+    // A paused response waits on the client, not on the upstream: no body timeout meanwhile.
+    if (this.timeoutKind === T_BODY) this.deadline = 0;
+  }
+
+  /** Handed to onHeaders: the consumer drained, read on. */
+  private readonly resume = (): void => {
+    const req = this.req;
+    if (req === null || !this.parser.isPaused) return;
+    if (this.timeoutKind === T_BODY) this.deadline = Date.now() + req.bodyTimeout;
+    if (!this.closed) this.socket.resume();
+    try {
+      this.parser.resume();
+    } catch (err) {
+      this.failRequest(req, err as Error);
+      return;
+    }
+    if (this.closed && this.req === req && !req.done && !this.parser.isPaused)
+      this.failRequest(req, this.error ?? new SocketClosedError());
+  };
+
+  // ------------------------------------------------------------------ socket events
+
+  private readonly onSocketConnect = (): void => {
+    this.connected = true;
+    this.disarm();
+    this.owner.onConnected(this);
+  };
+
+  private readonly onSocketData = (chunk: Buffer): void => {
+    const req = this.req;
+    if (req === null) {
+      // Bytes nobody asked for (on an idle connection): it cannot be trusted any more.
+      this.destroy();
+      return;
+    }
+    this.responseBytes += chunk.length;
+    try {
+      this.parser.execute(chunk);
+    } catch (err) {
+      if (this.req === req) this.failRequest(req, err as Error);
+      else this.destroy();
+    }
+  };
+
+  private readonly onSocketEnd = (): void => {
+    this.parser.eofSeen = true;
+    if (this.req === null) {
+      // The server closed an idle connection: never hand it out again.
+      this.destroy();
+      return;
+    }
+    if (this.req !== null && !this.parser.isPaused) {
+      try {
+        this.parser.finishAtEof();
+      } catch (err) {
+        if (this.req !== null) this.failRequest(this.req, err as Error);
+      }
+    }
+  };
+
+  private readonly onSocketError = (err: Error): void => {
+    this.error ??= err;
+  };
+
+  private readonly onSocketClose = (): void => {
+    this.closed = true;
+    this.disarm();
+    untrack(this);
+    if (!this.connected) {
+      this.owner.onConnectFailed(this, this.error ?? new SocketClosedError());
+      return;
+    }
+    const req = this.req;
+    if (req !== null && !req.done) {
+      if (this.parser.isPaused) {
+        // What was read is delivered first; resume() fails the request if it was not all.
+        this.parser.eofSeen = true;
+        this.owner.onClosed(this);
+        return;
+      }
+      this.req = null;
+      req.conn = null;
+      this.parser.stop();
+      if (this.responseBytes === 0 && this.served > 0 && req.replayable) {
+        // The server closed an idle keep-alive connection as we wrote to it.
+        req.stopBody?.(true);
+        req.stopBody = null;
+        this.owner.onClosed(this);
+        this.owner.retryStale(req);
+        return;
+      }
+      req.fail(this.error ?? new SocketClosedError());
+    }
+    this.owner.onClosed(this);
+  };
+
+  /** Fails the request this connection carries and drops the connection. */
+  failRequest(req: H1Request, err: Error): void {
+    if (this.req === req) this.req = null;
+    req.conn = null;
+    this.parser.stop();
+    this.destroy();
+    req.fail(err);
+  }
+
+  /** Waiting in the pool for the next request. */
+  setIdle(idleMs: number): void {
+    this.arm(T_IDLE, idleMs);
+  }
+
+  destroy(): void {
+    this.disarm();
+    this.closed = true;
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+}
+
+function waitDrain(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
