@@ -425,7 +425,9 @@ export class TlsTerminator {
     // hash and a lookup, and only in handshakes whose client asks for a staple.
     if (this.ocspHandler === null) this.ocspHandler = new OcspStapler({ log: this.log }).handle;
     // A TLS-ALPN-01 validation connection carries nothing after the handshake (RFC 8737 §3).
-    server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+    // Appended, not prepended: the HTTP/2 routing (http2.ts) takes node's own connection
+    // listener as the first one.
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
       if ((socket as unknown as Record<symbol, boolean>)[acmeHandshake] === true) socket.destroy();
     });
     if (this.ocspHandler !== null) this.listenOcsp();
