@@ -599,6 +599,18 @@ describe('backpressure', () => {
     assert.equal(r.status, 200);
   });
 
+  test('"pause" on the last chunk does not leave the reused connection paused', async () => {
+    const s = await rawServer(
+      perRequest((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello')),
+    );
+    const p = pool(s.url);
+    const first = await exchange(p, {}, { onData: () => false });
+    assert.equal(first.body, 'hello');
+    const second = await exchange(p);
+    assert.equal(second.body, 'hello');
+    assert.equal(s.connections, 1);
+  });
+
   test('a request body is read only as fast as the upstream takes it (chunked, no length)', async () => {
     const total = 32 * 1024 * 1024;
     let serverSocket;

@@ -411,8 +411,12 @@ export class Connection implements Expiring, ParserOwner {
       req.stopBody = null;
     }
     req.handler.onComplete?.(trailers.length === 0 ? EMPTY : (trailers as unknown as Buffer[]));
-    if (reusable) this.owner.onReusable(this, idleMs);
-    else this.destroy();
+    if (reusable) {
+      // The handler may have said "pause" on the last chunk: an idle socket must read, to see
+      // the server close it, and the next response must flow.
+      if (this.socket.isPaused()) this.socket.resume();
+      this.owner.onReusable(this, idleMs);
+    } else this.destroy();
   }
 
   onUpgradeHead(status: number, _statusText: string, headers: string[], rest: Buffer): void {
