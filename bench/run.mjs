@@ -12,7 +12,9 @@
 //   CONNS [50]  THREADS [1]  SIZES ["1k 100k"]
 //   TARGETS ["direct nginx switchyard switchyard-obs"]  switchyard-obs: the same Switchyard config
 //            plus a JSON access log to a file, the admin listener (metrics, live stats) and
-//            tracing (issue 8: at most 10% slower than switchyard)  also: ceiling (bench/ceiling-proxy.mjs, a minimal
+//            tracing (issue 8: at most 10% slower than switchyard)  also: switchyard-undici (the
+//            switchyard config with SWITCHYARD_UPSTREAM_CLIENT=undici: undici's Pool upstream
+//            instead of the built-in HTTP/1.1 client, for interleaved A/B), ceiling (bench/ceiling-proxy.mjs, a minimal
 //            node:http + undici Pool.dispatch proxy: the ceiling for this architecture),
 //            ceiling-http (same, node:http Agent upstream), ceiling-hwm (undici, HWM=256KiB)
 //   HIGH_CONNS [1000] (0 skips the phase)  HIGH_THREADS [2]  HIGH_DURATION [DURATION]
@@ -69,6 +71,7 @@ const PORTS = {
   nginx: 18101,
   switchyard: 18200,
   'switchyard-obs': 18210,
+  'switchyard-undici': 18220,
   'nginx-gzip': 18103,
   'nginx-tls': 18104,
   'switchyard-compress': 18230,
@@ -361,6 +364,21 @@ routes:
   - upstream: origin
 `,
   );
+  // The same on undici's Pool instead of Switchyard's own HTTP/1.1 client (A/B of the engine).
+  writeFileSync(
+    join(WORK, 'switchyard-undici.yaml'),
+    `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS['switchyard-undici']}
+    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin
+`,
+  );
   // The same with observability on: JSON access log to a file, admin listener (Prometheus
   // metrics and the dashboard's live stats) and tracing (on by default in both).
   writeFileSync(
@@ -586,6 +604,20 @@ function startTarget(name) {
         '-c',
         join(WORK, 'switchyard-obs.yaml'),
       ]);
+    case 'switchyard-undici':
+      return startBg(
+        'switchyard-undici',
+        PROXY_CPU,
+        process.execPath,
+        [
+          ...NODE_OPTS,
+          join(ROOT, 'bin/switchyard'),
+          'run',
+          '-c',
+          join(WORK, 'switchyard-undici.yaml'),
+        ],
+        { SWITCHYARD_UPSTREAM_CLIENT: 'undici' },
+      );
     case 'ceiling':
     case 'ceiling-http':
     case 'ceiling-hwm':
@@ -598,7 +630,7 @@ function startTarget(name) {
       );
     default:
       throw new Error(
-        `unknown target ${name} (direct nginx switchyard switchyard-obs ceiling ceiling-http ceiling-hwm)`,
+        `unknown target ${name} (direct nginx switchyard switchyard-obs switchyard-undici ceiling ceiling-http ceiling-hwm)`,
       );
   }
 }
