@@ -29,9 +29,23 @@
 //     tls          https to the proxy with the same openssl-generated test certificate (ECDSA
 //                  P-256) for nginx and Switchyard, 1 KiB body, keep-alive and
 //                  `Connection: close` (a full handshake per request)
+//     cache        (issue 5) hits of a 1 KiB and a 100 KiB object (origin: Cache-Control
+//                  max-age) through nginx proxy_cache and a Switchyard `cache: true` route, and
+//                  Switchyard misses (the same route, a no-store path): hits vs nginx, hits vs misses
+//     security     (issue 7) the plain Switchyard route vs the same route with a rateLimit that
+//                  never triggers and with `waf: { mode: block }`, browser-like requests
+//     obs          (issue 8) switchyard-obs vs switchyard (access log, metrics, tracing on/off)
+//     workers      (issue 9) Switchyard workers: 2 and workers: 1 vs nginx worker_processes 2,
+//                  all three on both cores (LOAD_CPU,PROXY_CPU), wrk still on LOAD_CPU
+//     h2           (issue 4) HTTP/2 requests/s with h2load (apt-get install nghttp2-client;
+//                  H2_CONNS [10] connections x H2_STREAMS [10] streams) over TLS, nginx
+//                  `listen ssl http2` vs a Switchyard TLS listener with http2; and TLS
+//                  handshakes/s, full (-new) and resumed (-reuse), with `openssl s_time -www /1k`
+//                  (S_TIME_CLIENTS [24] processes in parallel, one connection at a time each)
 //   e.g. SUITES="compression tls" TARGETS="" HIGH_CONNS=0 npm run bench  (only the suites)
 // Ports (chosen not to collide with ../shared/bench/anchors.sh): origin 18001, nginx 18101,
-// switchyard 18200, ceiling 18300; suites: nginx 18103-18104, switchyard 18230-18240.
+// switchyard 18200, ceiling 18300; suites: nginx 18103-18104, switchyard 18230-18240;
+// cache, security, workers and h2: 18310-18399.
 import { spawn, execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -76,6 +90,15 @@ const PORTS = {
   'nginx-tls': 18104,
   'switchyard-compress': 18230,
   'switchyard-tls': 18240,
+  'nginx-cache': 18310,
+  'switchyard-cache': 18320,
+  'switchyard-ratelimit': 18330,
+  'switchyard-waf': 18340,
+  'nginx-h2': 18350,
+  'switchyard-h2': 18360,
+  'nginx-w2': 18370,
+  'switchyard-w1': 18380,
+  'switchyard-w2': 18390,
   ceiling: 18300,
   'ceiling-http': 18301,
   'ceiling-hwm': 18302,
@@ -88,7 +111,21 @@ const CEILING_VARIANTS = {
 };
 const ORIGIN = `127.0.0.1:${PORTS.direct}`;
 /** Targets that listen with TLS (https URLs, the bench's self-signed certificate). */
-const TLS_TARGETS = new Set(['nginx-tls', 'switchyard-tls']);
+const TLS_TARGETS = new Set(['nginx-tls', 'switchyard-tls', 'nginx-h2', 'switchyard-h2']);
+/** Targets spread over both cores (the workers suite); all others run on PROXY_CPU alone. */
+const BOTH_CPUS = `${LOAD_CPU},${PROXY_CPU}`;
+const H2_CONNS = num('H2_CONNS', 10);
+const H2_STREAMS = num('H2_STREAMS', 10);
+const S_TIME_CLIENTS = num('S_TIME_CLIENTS', 24);
+/** Ordinary browser-like request headers for the security suite (the WAF inspects them). */
+const BROWSER_HEADERS = [
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0',
+  'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'Accept-Language: en-GB,en;q=0.7',
+  'Referer: https://shop.example.com/catalog?category=shoes',
+  'Cookie: session=4f2a9c1e7b3d; theme=dark; cart=3',
+];
+const BROWSER_PATH = '/1k?page=2&sort=price&q=blue+running+shoes';
 const baseUrl = (target) =>
   `${TLS_TARGETS.has(target) ? 'https' : 'http'}://127.0.0.1:${PORTS[target]}`;
 const JSON_PATH = '/100k.json';
@@ -168,9 +205,268 @@ const SUITE_CASES = {
       base: 'nginx new handshake',
     },
   ],
+  cache: ['1k', '100k'].flatMap((size) => [
+    {
+      name: `nginx hit ${size}`,
+      target: 'nginx-cache',
+      path: `/cache/${size}`,
+      headers: [],
+      base: `nginx hit ${size}`,
+      expectHeader: ['x-cache-status', /^HIT$/],
+    },
+    {
+      name: `switchyard hit ${size}`,
+      target: 'switchyard-cache',
+      path: `/cache/${size}`,
+      headers: [],
+      base: `nginx hit ${size}`,
+      expectHeader: ['cache-status', /^switchyard; hit/],
+    },
+    {
+      // The same cache route; the origin answers no-store, so every request is a miss.
+      name: `switchyard miss ${size}`,
+      target: 'switchyard-cache',
+      path: `/nostore/${size}`,
+      headers: [],
+      base: `switchyard hit ${size}`,
+      expectHeader: ['cache-status', /^switchyard; fwd=miss$/],
+    },
+  ]),
+  security: [
+    ['switchyard plain', 'switchyard'],
+    ['switchyard rateLimit', 'switchyard-ratelimit'],
+    ['switchyard waf block', 'switchyard-waf'],
+  ].map(([name, target]) => ({
+    name,
+    target,
+    path: BROWSER_PATH,
+    size: '1k',
+    headers: BROWSER_HEADERS,
+    base: 'switchyard plain',
+  })),
+  obs: ['1k', '100k'].flatMap((size) => [
+    {
+      name: `switchyard ${size}`,
+      target: 'switchyard',
+      path: `/${size}`,
+      headers: [],
+      base: `switchyard ${size}`,
+    },
+    {
+      name: `switchyard-obs ${size}`,
+      target: 'switchyard-obs',
+      path: `/${size}`,
+      headers: [],
+      base: `switchyard ${size}`,
+    },
+  ]),
+  workers: ['1k', '100k'].flatMap((size) =>
+    [
+      ['nginx 2 workers', 'nginx-w2'],
+      ['switchyard 1 worker', 'switchyard-w1'],
+      ['switchyard 2 workers', 'switchyard-w2'],
+    ].map(([name, target]) => ({
+      name: `${name} ${size}`,
+      target,
+      path: `/${size}`,
+      headers: [],
+      base: `nginx 2 workers ${size}`,
+    })),
+  ),
+  h2: [
+    ['nginx h2', 'nginx-h2', 'h2load', undefined, 'nginx h2'],
+    ['switchyard h2', 'switchyard-h2', 'h2load', undefined, 'nginx h2'],
+    ['nginx full handshake', 'nginx-h2', 's_time', 'new', 'nginx full handshake'],
+    ['switchyard full handshake', 'switchyard-h2', 's_time', 'new', 'nginx full handshake'],
+    ['nginx resumed', 'nginx-h2', 's_time', 'reuse', 'nginx resumed'],
+    ['switchyard resumed', 'switchyard-h2', 's_time', 'reuse', 'nginx resumed'],
+  ].map(([name, target, tool, mode, base]) => ({
+    name,
+    target,
+    path: '/1k',
+    headers: [],
+    base,
+    tool,
+    mode,
+  })),
+};
+/**
+ * How each suite's table reads: its title, the ratio column, whether to show each case's base,
+ * extra columns, and the issue targets checked as medians of per-round ratios of case a to b.
+ */
+const SUITE_INFO = {
+  compression: { ratio: 'x nginx' },
+  tls: {
+    ratio: 'x nginx',
+    checks: [
+      [
+        'HTTPS keep-alive rps >= 0.6x nginx',
+        'switchyard keep-alive',
+        'nginx keep-alive',
+        'rps',
+        0.6,
+      ],
+      [
+        'HTTPS keep-alive rps per core >= 0.6x nginx',
+        'switchyard keep-alive',
+        'nginx keep-alive',
+        'perCore',
+        0.6,
+      ],
+      [
+        'full handshakes/s >= 0.5x nginx',
+        'switchyard new handshake',
+        'nginx new handshake',
+        'rps',
+        0.5,
+      ],
+    ],
+  },
+  cache: {
+    title: () =>
+      `Cache (issue 5): objects the origin sends with Cache-Control: public, max-age=3600 (hits) or no-store (misses, through the same cache route), wrk -t${THREADS} -c${CONNS}, keep-alive. nginx: proxy_cache (files under WORK, in the page cache); Switchyard: cache: true, memory store.`,
+    ratio: 'x base',
+    showBase: true,
+    checks: ['1k', '100k'].flatMap((s) => [
+      [
+        `${s} hits rps >= 0.7x nginx proxy_cache hits`,
+        `switchyard hit ${s}`,
+        `nginx hit ${s}`,
+        'rps',
+        0.7,
+      ],
+      [
+        `${s} hits rps per core >= 0.7x nginx`,
+        `switchyard hit ${s}`,
+        `nginx hit ${s}`,
+        'perCore',
+        0.7,
+      ],
+      [`${s} hits rps >= 3x misses`, `switchyard hit ${s}`, `switchyard miss ${s}`, 'rps', 3],
+      [
+        `${s} hits rps per core >= 3x misses`,
+        `switchyard hit ${s}`,
+        `switchyard miss ${s}`,
+        'perCore',
+        3,
+      ],
+    ]),
+  },
+  security: {
+    title: () =>
+      `Security (issue 7): GET ${BROWSER_PATH} with browser-like headers (User-Agent, Accept, Accept-Language, Referer, Cookie), 1 KiB body, wrk -t${THREADS} -c${CONNS}; the same route plain, with rateLimit { rate: 1000000000/s, burst: 1000000000 } (never triggers) and with waf { mode: block }.`,
+    ratio: 'x plain',
+    checks: [
+      [
+        'rateLimit: rps loss < 15% (>= 0.85x plain)',
+        'switchyard rateLimit',
+        'switchyard plain',
+        'rps',
+        0.85,
+      ],
+      [
+        'rateLimit: rps per core >= 0.85x plain',
+        'switchyard rateLimit',
+        'switchyard plain',
+        'perCore',
+        0.85,
+      ],
+      [
+        'WAF block: rps loss < 25% (>= 0.75x plain)',
+        'switchyard waf block',
+        'switchyard plain',
+        'rps',
+        0.75,
+      ],
+      [
+        'WAF block: rps per core >= 0.75x plain',
+        'switchyard waf block',
+        'switchyard plain',
+        'perCore',
+        0.75,
+      ],
+    ],
+  },
+  obs: {
+    title: () =>
+      `Observability (issue 8): switchyard-obs (JSON access log to a file, admin listener with metrics, tracing) vs the same config without, wrk -t${THREADS} -c${CONNS}.`,
+    ratio: 'x off',
+    checks: ['1k', '100k'].flatMap((s) => [
+      [
+        `${s} rps loss < 10% (on >= 0.9x off)`,
+        `switchyard-obs ${s}`,
+        `switchyard ${s}`,
+        'rps',
+        0.9,
+      ],
+      [
+        `${s} rps per core on >= 0.9x off`,
+        `switchyard-obs ${s}`,
+        `switchyard ${s}`,
+        'perCore',
+        0.9,
+      ],
+    ]),
+  },
+  workers: {
+    title: () =>
+      `Workers (issue 9): every proxy here may use both cores (taskset ${BOTH_CPUS}); wrk and the origin stay on cpu ${LOAD_CPU}, so the proxies share that core with them. wrk -t${THREADS} -c${CONNS}; "proxy cores" is the whole process tree (primary + workers).`,
+    ratio: 'x nginx',
+    checks: ['1k', '100k'].flatMap((s) => [
+      [
+        `${s} workers 2 / workers 1 (rps)`,
+        `switchyard 2 workers ${s}`,
+        `switchyard 1 worker ${s}`,
+        'rps',
+      ],
+      [
+        `${s} workers 2 / nginx 2 workers (rps)`,
+        `switchyard 2 workers ${s}`,
+        `nginx 2 workers ${s}`,
+        'rps',
+      ],
+      [
+        `${s} workers 1 / nginx 2 workers (rps)`,
+        `switchyard 1 worker ${s}`,
+        `nginx 2 workers ${s}`,
+        'rps',
+      ],
+    ]),
+  },
+  h2: {
+    title: () =>
+      `HTTP/2 and TLS handshakes (issue 4): h2load -t${THREADS} -c${H2_CONNS} -m${H2_STREAMS} over TLS (ALPN h2), 1 KiB body (h2load reports no percentiles: "mean ms" is its mean time per request); handshakes: ${S_TIME_CLIENTS} x openssl s_time -www /1k in parallel, -new (full handshake per connection) or -reuse (resumed session), "rps" is connections/s.`,
+    ratio: 'x nginx',
+    extra: {
+      header: ['mean ms', 'resumed'],
+      cells: (rs) => [
+        ms(median(rs.map((r) => r.meanUs))),
+        rs.some((r) => r.resumed !== undefined)
+          ? `${fmt(100 * median(rs.map((r) => r.resumed)))}%`
+          : '-',
+      ],
+    },
+    checks: [
+      ['HTTP/2 rps (no target in the issue)', 'switchyard h2', 'nginx h2', 'rps'],
+      [
+        'full handshakes/s >= 0.5x nginx (s_time -new)',
+        'switchyard full handshake',
+        'nginx full handshake',
+        'rps',
+        0.5,
+      ],
+      [
+        'resumed handshakes/s (no target in the issue)',
+        'switchyard resumed',
+        'nginx resumed',
+        'rps',
+      ],
+    ],
+  },
 };
 for (const suite of SUITES)
-  if (!SUITE_CASES[suite]) throw new Error(`unknown suite ${suite} (compression tls)`);
+  if (!SUITE_CASES[suite])
+    throw new Error(`unknown suite ${suite} (${Object.keys(SUITE_CASES).join(' ')})`);
 const suiteCases = SUITES.flatMap((suite) => SUITE_CASES[suite].map((c) => ({ ...c, suite })));
 
 const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
@@ -234,7 +530,12 @@ function get(url, headers = {}) {
       let bytes = 0;
       res.on('data', (c) => (bytes += c.length));
       res.on('end', () =>
-        resolve({ status: res.statusCode, bytes, encoding: res.headers['content-encoding'] }),
+        resolve({
+          status: res.statusCode,
+          bytes,
+          encoding: res.headers['content-encoding'],
+          headers: res.headers,
+        }),
       );
       res.on('error', () => resolve({ status: 0, bytes }));
     });
@@ -330,7 +631,7 @@ function writeFiles() {
     ${temps}
     server {
         listen ${ORIGIN} backlog=4096; root html; location / { }
-        location = ${JSON_PATH} { default_type application/json; }
+        location = ${JSON_PATH} { default_type application/json; }${originCacheLocations()}
     }
 }\n`,
   );
@@ -438,10 +739,22 @@ function jsonBody(size) {
   return `[${items.join(',')}]`;
 }
 
+/**
+ * The cache suite's origin paths: the same files, cacheable for an hour under /cache/ and
+ * no-store under /nostore/ (nothing in the default run).
+ */
+function originCacheLocations() {
+  if (!SUITES.includes('cache')) return '';
+  const html = join(WORK, 'origin/html/');
+  return `
+        location /cache/ { alias ${html}; add_header Cache-Control "public, max-age=3600"; }
+        location /nostore/ { alias ${html}; add_header Cache-Control "no-store"; }`;
+}
+
 /** nginx and Switchyard configs (and the test certificate) of the optional suites. */
 function writeSuiteFiles(head, temps) {
-  for (const d of ['nginx-gzip/logs', 'nginx-gzip/tmp', 'nginx-tls/logs', 'nginx-tls/tmp'])
-    mkdirSync(join(WORK, d), { recursive: true });
+  for (const n of ['nginx-gzip', 'nginx-tls', 'nginx-cache', 'nginx-h2', 'nginx-w2'])
+    for (const d of ['logs', 'tmp']) mkdirSync(join(WORK, n, d), { recursive: true });
   const upstream = `upstream origin { server ${ORIGIN}; keepalive 64; keepalive_requests 10000000; keepalive_timeout 60s; }`;
   const pass = `location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }`;
   const limits =
@@ -478,9 +791,9 @@ routes:
 `,
     );
   }
-  if (SUITES.includes('tls')) {
-    const cert = join(WORK, 'tls-cert.pem');
-    const key = join(WORK, 'tls-key.pem');
+  const cert = join(WORK, 'tls-cert.pem');
+  const key = join(WORK, 'tls-key.pem');
+  if (SUITES.includes('tls') || SUITES.includes('h2')) {
     // One certificate for both proxies: ECDSA P-256, self-signed for 127.0.0.1 and localhost.
     execFileSync(
       'openssl',
@@ -539,6 +852,82 @@ routes:
 `,
     );
   }
+  const proxyConf = (name, extraHttp, listen, serverExtra = '', location = pass) =>
+    writeFileSync(
+      join(WORK, `${name}.conf`),
+      `${head}http {
+    access_log off; tcp_nodelay on;
+    keepalive_timeout 75s; keepalive_requests 10000000;
+    ${temps}
+    ${extraHttp}
+    ${upstream}
+    server {
+        listen 127.0.0.1:${PORTS[name]} ${listen};${serverExtra}
+        ${location}
+    }
+}\n`,
+    );
+  const switchyardConf = (name, route, extra = { listener: '', top: '' }) =>
+    writeFileSync(
+      join(WORK, `${name}.yaml`),
+      `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS[name]}
+    ${limits}${extra.listener}
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin${route}
+${extra.top}`,
+    );
+  if (SUITES.includes('cache')) {
+    // proxy_cache keeps bodies in files (here under WORK, so in the page cache after the first
+    // hit); it follows the origin's Cache-Control like Switchyard's RFC 9111 cache.
+    proxyConf(
+      'nginx-cache',
+      `proxy_cache_path ${join(WORK, 'nginx-cache/cache')} levels=1:2 keys_zone=bench:10m max_size=256m inactive=60m use_temp_path=off;`,
+      'backlog=4096',
+      '',
+      `location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_cache bench; add_header X-Cache-Status $upstream_cache_status; }`,
+    );
+    switchyardConf('switchyard-cache', '\n    cache: true', {
+      listener: '',
+      top: 'cache: { store: memory, maxSize: 256MiB }\n',
+    });
+  }
+  if (SUITES.includes('security')) {
+    // A limit no benchmark reaches: the filter runs (key, bucket) but never answers 429.
+    switchyardConf(
+      'switchyard-ratelimit',
+      '\n    rateLimit: { rate: 1000000000/s, burst: 1000000000 }',
+    );
+    switchyardConf('switchyard-waf', '\n    waf: { mode: block }');
+  }
+  if (SUITES.includes('h2')) {
+    proxyConf(
+      'nginx-h2',
+      '',
+      'ssl http2 backlog=4096',
+      `
+        ssl_certificate ${cert}; ssl_certificate_key ${key};
+        ssl_protocols TLSv1.2 TLSv1.3;`,
+    );
+    switchyardConf('switchyard-h2', '', {
+      listener: `
+    http2: true
+    tls:
+      certificates:
+        - { cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} }`,
+      top: '',
+    });
+  }
+  if (SUITES.includes('workers')) {
+    proxyConf('nginx-w2', '', 'backlog=4096'); // worker_processes 2 on the command line
+    switchyardConf('switchyard-w1', '', { listener: '', top: 'workers: 1\n' });
+    switchyardConf('switchyard-w2', '', { listener: '', top: 'workers: 2\n' });
+  }
 }
 
 function startOrigin() {
@@ -569,7 +958,11 @@ function startTarget(name) {
       ]);
     case 'nginx-gzip':
     case 'nginx-tls':
-      return startBg(name, PROXY_CPU, '/usr/sbin/nginx', [
+    case 'nginx-cache':
+    case 'nginx-h2':
+    case 'nginx-w2': {
+      const two = name === 'nginx-w2';
+      return startBg(name, two ? BOTH_CPUS : PROXY_CPU, '/usr/sbin/nginx', [
         '-p',
         `${WORK}/${name}/`,
         '-c',
@@ -577,10 +970,24 @@ function startTarget(name) {
         '-e',
         'stderr',
         '-g',
-        'worker_processes 1;',
+        `worker_processes ${two ? 2 : 1};`,
+      ]);
+    }
+    case 'switchyard-w1':
+    case 'switchyard-w2':
+      return startBg(name, BOTH_CPUS, process.execPath, [
+        ...NODE_OPTS,
+        join(ROOT, 'bin/switchyard'),
+        'run',
+        '-c',
+        join(WORK, `${name}.yaml`),
       ]);
     case 'switchyard-compress':
     case 'switchyard-tls':
+    case 'switchyard-cache':
+    case 'switchyard-ratelimit':
+    case 'switchyard-waf':
+    case 'switchyard-h2':
       return startBg(name, PROXY_CPU, process.execPath, [
         ...NODE_OPTS,
         join(ROOT, 'bin/switchyard'),
@@ -647,40 +1054,158 @@ function wrk(args) {
   });
 }
 
+/** `cmd args` on LOAD_CPU, resolving with its stdout and stderr (never rejecting). */
+function onLoadCpu(cmd, args) {
+  return new Promise((resolve) => {
+    execFile('taskset', ['-c', LOAD_CPU, cmd, ...args], { maxBuffer: 16 << 20 }, (err, o, e) =>
+      resolve(String(o) + String(e)),
+    );
+  });
+}
+/** h2load's durations: "1.23ms", "850us", "1.2s" -> microseconds. */
+const h2loadUs = (text) => {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text ?? '');
+  return m ? Number(m[1]) * { us: 1, ms: 1e3, s: 1e6 }[m[2]] : NaN;
+};
+/**
+ * Runs a case's load generator for `seconds` and returns its raw output and totals in wrk's
+ * terms (`result` null when the tool failed or measured the wrong thing): wrk (default),
+ * h2load (HTTP/2 over TLS; no percentiles, a mean) or openssl s_time (TLS connections/s with a
+ * request each, `mode` new or reuse; S_TIME_CLIENTS processes, each one connection at a time).
+ */
+async function runLoad(tool, { url, headers, conns, threads, seconds, mode, final }) {
+  if (tool === 'h2load') {
+    const out = await onLoadCpu('h2load', [
+      `-t${threads}`,
+      `-c${H2_CONNS}`,
+      `-m${H2_STREAMS}`,
+      `-D${seconds}`,
+      ...headers.flatMap((h) => ['-H', h]),
+      url,
+    ]);
+    const fin = /finished in ([\d.]+(?:us|ms|s)), ([\d.]+) req\/s/.exec(out);
+    const req =
+      /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+        out,
+      );
+    const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+    const traffic = /traffic: \S+ \((\d+)\) total/.exec(out);
+    const time = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out);
+    const protocol = /Application protocol: (\S+)/.exec(out)?.[1];
+    if (!fin || !req || !codes || protocol !== 'h2') return { out, result: null };
+    // `succeeded` counts requests completed within the duration (status codes also count the
+    // responses that arrived while stopping); errors are the failures plus 4xx/5xx responses.
+    const ok = Number(req[3]);
+    return {
+      out,
+      result: {
+        requests: ok,
+        duration_us: h2loadUs(fin[1]),
+        bytes: traffic ? Number(traffic[1]) : 0,
+        p50_us: NaN,
+        p99_us: NaN,
+        p999_us: NaN,
+        mean_us: h2loadUs(time?.[3]),
+        errors:
+          Number(req[4]) + Number(req[5]) + Number(req[6]) + Number(codes[3]) + Number(codes[4]),
+      },
+    };
+  }
+  if (tool === 's_time') {
+    const { host, port, pathname } = new URL(url);
+    // s_time reports whole seconds only, so the rate uses the wall time of the whole batch.
+    const started = process.hrtime.bigint();
+    const outs = await Promise.all(
+      Array.from({ length: S_TIME_CLIENTS }, () =>
+        onLoadCpu('openssl', [
+          's_time',
+          '-connect',
+          host.includes(':') ? host : `${host}:${port}`,
+          `-${mode}`,
+          '-time',
+          String(seconds),
+          '-www',
+          pathname,
+        ]),
+      ),
+    );
+    const wall = Number(process.hrtime.bigint() - started) / 1e9;
+    const out = outs.join('\n----\n');
+    let connections = 0;
+    let bytes = 0;
+    let resumed = 0;
+    let marks = 0;
+    for (const o of outs) {
+      const m = /(\d+) connections in ([\d.]+) real seconds, (\d+) bytes read per connection/.exec(
+        o,
+      );
+      if (!m) return { out, result: null };
+      connections += Number(m[1]);
+      bytes += Number(m[1]) * Number(m[3]);
+      // s_time prints one character per connection on its own lines: 'r' for a resumed session.
+      for (const line of o.match(/^[rt3*]+$/gm) ?? []) {
+        resumed += (line.match(/r/g) ?? []).length;
+        marks += line.length;
+      }
+    }
+    if (connections === 0) return { out, result: null };
+    return {
+      out,
+      result: {
+        requests: connections,
+        duration_us: wall * 1e6,
+        bytes,
+        p50_us: NaN,
+        p99_us: NaN,
+        p999_us: NaN,
+        mean_us: (S_TIME_CLIENTS * wall * 1e6) / connections,
+        resumed: marks > 0 ? resumed / marks : NaN,
+        errors: (out.match(/ERROR|error/g) ?? []).length,
+      },
+    };
+  }
+  const out = await wrk([
+    `-t${threads}`,
+    `-c${conns}`,
+    ...headers.flatMap((h) => ['-H', h]),
+    `-d${seconds}s`,
+    ...(final ? ['--latency', '-s', join(WORK, 'report.lua')] : []),
+    url,
+  ]);
+  const m = /WRKJSON (\{.*\})/.exec(out);
+  return { out, result: m ? JSON.parse(m[1]) : null };
+}
+
 async function measure({ target, size, round, conns, threads, duration, pid, ...suiteCase }) {
-  // Suite cases bring their own URL, request headers and label.
+  // Suite cases bring their own URL, request headers, label and load generator.
   const {
     url = `http://127.0.0.1:${PORTS[target]}/${size}`,
     headers = [],
     label = target,
+    tool = 'wrk',
+    mode,
   } = suiteCase;
-  const common = [`-t${threads}`, `-c${conns}`, ...headers.flatMap((h) => ['-H', h])];
-  if (WARMUP > 0) await wrk([...common, `-d${WARMUP}s`, url]);
+  const clients =
+    tool === 'h2load' ? `${H2_CONNS}x${H2_STREAMS}` : tool === 's_time' ? S_TIME_CLIENTS : conns;
+  const load = (seconds, final) =>
+    runLoad(tool, { url, headers, conns, threads, seconds, mode, final });
+  if (WARMUP > 0) await load(WARMUP, false);
   const pids = treePids(pid);
   let rss = rssKiB(pids);
   const sampler = setInterval(() => (rss = Math.max(rss, rssKiB(pids))), 200);
   const t0 = cpuTicks(pids);
   const c0 = cpuSnap();
-  const out = await wrk([
-    ...common,
-    `-d${duration}s`,
-    '--latency',
-    '-s',
-    join(WORK, 'report.lua'),
-    url,
-  ]);
+  const { out, result: j } = await load(duration, true);
   const c1 = cpuSnap();
   const t1 = cpuTicks(pids);
   clearInterval(sampler);
   rss = Math.max(rss, rssKiB(pids));
   const file = `${label.replace(/[^\w.-]+/g, '_')}.${size.replace(/[^\w.-]+/g, '_')}`;
   writeFileSync(join(RESULTS, 'raw', `${file}.c${conns}.r${round}.txt`), out);
-  const m = /WRKJSON (\{.*\})/.exec(out);
-  if (!m) {
-    log(`wrk failed for ${label} ${size} round ${round}:\n${out}`);
+  if (!j) {
+    log(`${tool} failed for ${label} ${size} round ${round}:\n${out}`);
     return null;
   }
-  const j = JSON.parse(m[1]);
   const seconds = j.duration_us / 1e6;
   const busy = (cpu) => {
     const d = c1[cpu].total - c0[cpu].total;
@@ -696,6 +1221,8 @@ async function measure({ target, size, round, conns, threads, duration, pid, ...
     p50: j.p50_us,
     p99: j.p99_us,
     p999: j.p999_us,
+    meanUs: j.mean_us,
+    resumed: j.resumed,
     errors: j.errors,
     bytesPerReq: j.requests > 0 ? j.bytes / j.requests : 0,
     rssKiB: rss,
@@ -711,7 +1238,7 @@ async function measure({ target, size, round, conns, threads, duration, pid, ...
       target === 'direct' ? busy(PROXY_CPU) : Math.max(0, busy(PROXY_CPU) - 100 * measuredCores),
   };
   log(
-    `r${round} ${label.padEnd(10)} ${size.padEnd(5)} c${String(conns).padEnd(4)} ${row.rps.toFixed(0).padStart(7)} rps` +
+    `r${round} ${label.padEnd(10)} ${size.padEnd(5)} c${String(clients).padEnd(4)} ${row.rps.toFixed(0).padStart(7)} rps` +
       `  p50 ${String(row.p50).padStart(6)}us  p99 ${String(row.p99).padStart(7)}us  rss ${(rss / 1024).toFixed(1)}MiB` +
       `  cores ${row.cores.toFixed(2)}  cpu% ${row.loadCpuBusy.toFixed(0)},${row.proxyCpuBusy.toFixed(0)}` +
       `  foreign ${row.foreignOnProxyCpu.toFixed(0)}%  err ${row.errors}`,
@@ -744,14 +1271,19 @@ function suiteReport(suiteRows) {
     const cases = SUITE_CASES[suite].filter((c) => pick(c.name).length > 0);
     if (cases.length === 0) continue;
     const compression = suite === 'compression';
+    const info = SUITE_INFO[suite] ?? {};
+    const x = info.ratio ?? 'x nginx';
+    const extra = info.extra?.header ?? (compression ? ['body bytes', 'saved vs identity'] : []);
     lines.push(
       '',
       compression
         ? `Compression: ~100 KiB JSON (${suiteCases.find((c) => c.expect === undefined && c.suite === suite)?.bodyBytes ?? '?'} bytes), wrk -t${THREADS} -c${CONNS}, keep-alive; ratios to nginx with the same coding.`
-        : `TLS: 1 KiB body over https, wrk -t${THREADS} -c${CONNS}; "new handshake" sends Connection: close (a full handshake per request); ratios to nginx in the same mode.`,
+        : suite === 'tls'
+          ? `TLS: 1 KiB body over https, wrk -t${THREADS} -c${CONNS}; "new handshake" sends Connection: close (a full handshake per request); ratios to nginx in the same mode.`
+          : info.title(),
       '',
-      `| case | rps (median) | x nginx | p50 ms | p99 ms | p99 x nginx | proxy cores | rps per proxy core | per core x nginx |${compression ? ' body bytes | saved vs identity |' : ''} errors |`,
-      `|---|---:|---:|---:|---:|---:|---:|---:|---:|${compression ? '---:|---:|' : ''}---:|`,
+      `| case |${info.showBase ? ' vs |' : ''} rps (median) | ${x} | p50 ms | p99 ms | p99 ${x} | proxy cores | rps per proxy core | per core ${x} |${extra.map((h) => ` ${h} |`).join('')} foreign load | errors |`,
+      `|---|${info.showBase ? '---|' : ''}---:|---:|---:|---:|---:|---:|---:|---:|${extra.map(() => '---:|').join('')}---:|---:|`,
     );
     const identity = suiteCases.find((c) => c.suite === suite && c.expect === undefined);
     for (const c of cases) {
@@ -759,13 +1291,18 @@ function suiteReport(suiteRows) {
       const body = suiteCases.find((x) => x.name === c.name)?.bodyBytes;
       const saved =
         compression && identity?.bodyBytes && body ? 1 - body / identity.bodyBytes : NaN;
+      const cells = info.extra
+        ? info.extra.cells(rs)
+        : compression
+          ? [body ?? '-', `${fmt(100 * saved, 1)}%`]
+          : [];
       lines.push(
-        `| ${c.name} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(perRound(c.name, c.base, 'rps'), 2)} | ` +
+        `| ${c.name} |${info.showBase ? ` ${c.base === c.name ? '-' : c.base} |` : ''} ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(perRound(c.name, c.base, 'rps'), 2)} | ` +
           `${ms(median(rs.map((r) => r.p50)))} | ${ms(median(rs.map((r) => r.p99)))} | ` +
           `${fmt(perRound(c.name, c.base, 'p99'), 2)} | ${fmt(median(rs.map((r) => r.cores)), 2)} | ` +
           `${fmt(median(rs.map((r) => r.perCore)))} | ${fmt(perRound(c.name, c.base, 'perCore'), 2)} |` +
-          (compression ? ` ${body ?? '-'} | ${fmt(100 * saved, 1)}% |` : '') +
-          ` ${rs.reduce((a, r) => a + r.errors, 0)} |`,
+          cells.map((v) => ` ${v} |`).join('') +
+          ` ${fmt(median(rs.map((r) => r.foreignOnProxyCpu)))}% | ${rs.reduce((a, r) => a + r.errors, 0)} |`,
       );
     }
     if (compression) {
@@ -779,6 +1316,16 @@ function suiteReport(suiteRows) {
           `br 4 vs gzip 6 (Switchyard): ${gzip - br} bytes fewer per response (${fmt(100 * (1 - br / gzip), 1)}% smaller); ` +
             `gzip 6, Switchyard vs nginx: ${gzip} vs ${nginxGzip ?? '-'} bytes.`,
         );
+    }
+    // Issue targets: medians of per-round ratios; a check without a limit is only reported.
+    const checks = (info.checks ?? []).filter(([, a, b]) => pick(a).length && pick(b).length);
+    if (checks.length > 0) {
+      lines.push('', `| ${suite}: target | measured | verdict |`, '|---|---:|---|');
+      for (const [name, a, b, key, limit] of checks) {
+        const v = perRound(a, b, key);
+        const verdict = limit === undefined ? '(ratio only)' : v >= limit ? 'met' : 'NOT met';
+        lines.push(`| ${name} | ${fmt(v, 2)} | ${verdict} |`);
+      }
     }
   }
   return lines;
@@ -882,13 +1429,16 @@ async function main() {
     'wrk',
     'taskset',
     '/usr/sbin/nginx',
-    ...(SUITES.includes('tls') ? ['openssl'] : []),
+    ...(SUITES.includes('tls') || SUITES.includes('h2') ? ['openssl'] : []),
+    ...(SUITES.includes('h2') ? ['h2load'] : []),
   ];
   for (const tool of tools) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
     } catch {
-      throw new Error(`${tool} not found: apt-get install -y nginx wrk util-linux`);
+      throw new Error(
+        `${tool} not found: apt-get install -y nginx wrk util-linux${tool === 'h2load' ? ' nghttp2-client' : ''}`,
+      );
     }
   }
   if (BUILD) {
@@ -989,26 +1539,36 @@ async function runSuites(procs) {
     const headers = Object.fromEntries(
       c.headers.map((h) => [h.slice(0, h.indexOf(':')), h.slice(h.indexOf(':') + 1).trim()]),
     );
+    // A case that expects a header (a cache hit) gets one request first to store the object.
+    if (c.expectHeader) await get(`${baseUrl(c.target)}${c.path}`, headers);
     const check = await get(`${baseUrl(c.target)}${c.path}`, headers);
     if (check.status !== 200 || check.encoding !== c.expect)
       throw new Error(
         `${c.name}: got status ${check.status}, Content-Encoding ${check.encoding ?? 'none'}; expected 200, ${c.expect ?? 'none'}`,
       );
+    if (c.expectHeader) {
+      const [name, pattern] = c.expectHeader;
+      const value = check.headers?.[name];
+      if (!pattern.test(value ?? ''))
+        throw new Error(`${c.name}: got ${name}: ${value ?? '(none)'}; expected ${pattern}`);
+    }
     c.bodyBytes = check.bytes;
     if (PREWARM > 0)
-      await wrk([
-        `-t${THREADS}`,
-        `-c${CONNS}`,
-        `-d${PREWARM}s`,
-        ...c.headers.flatMap((h) => ['-H', h]),
-        `${baseUrl(c.target)}${c.path}`,
-      ]);
+      await runLoad(c.tool ?? 'wrk', {
+        url: `${baseUrl(c.target)}${c.path}`,
+        headers: c.headers,
+        conns: CONNS,
+        threads: THREADS,
+        seconds: PREWARM,
+        mode: c.mode,
+        final: false,
+      });
   }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const c of suiteCases) {
       const row = await measure({
         target: c.target,
-        size: c.path.slice(1),
+        size: c.size ?? c.path.slice(1),
         round,
         conns: CONNS,
         threads: THREADS,
@@ -1017,6 +1577,8 @@ async function runSuites(procs) {
         url: `${baseUrl(c.target)}${c.path}`,
         headers: c.headers,
         label: c.name,
+        tool: c.tool,
+        mode: c.mode,
       });
       if (row) suiteRows.push({ ...row, case: c.name, suite: c.suite, bodyBytes: c.bodyBytes });
     }
