@@ -1,8 +1,10 @@
 import type { OutgoingHeaders, RequestContext, ResponseWriter } from '../../core/context.js';
 import {
+  compressWhole,
   createDecoder,
   createEncoder,
   flushKind,
+  LARGE_CHUNK_SIZE,
   type CodecStream,
   type Encoding,
   type Levels,
@@ -29,6 +31,33 @@ export interface CompressionPolicy {
 export const CACHEABLE_STATE = 'compression.cacheable';
 
 /**
+ * Bodies with a declared length up to this many bytes are collected and compressed in one call
+ * (see WholeBody) and sent with an exact Content-Length; longer or open-ended bodies stream.
+ */
+export const WHOLE_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * At most this many bytes of whole bodies are held at once, process-wide, so a burst of large
+ * responses cannot pile up memory: past it, new responses take the streaming path instead.
+ */
+export const WHOLE_BODY_BUDGET = 64 * 1024 * 1024;
+
+let wholeBodyBytes = 0;
+
+/** Bytes currently held by responses waiting to be compressed whole (for tests and metrics). */
+export function wholeBodyBytesHeld(): number {
+  return wholeBodyBytes;
+}
+
+/** What a transformed body is written to: the streaming pipeline or a whole-body compressor. */
+interface BodySink {
+  write(chunk: Buffer | string): boolean;
+  end(chunk?: Buffer | string): void;
+  destroy(): void;
+  onceDrain(listener: () => void): void;
+}
+
+/**
  * Stands in for `ctx.res`. At writeHead time, with the status, the final headers and the request
  * in hand, it decides once whether the body is transformed; when it is not, it steps aside (puts
  * the writer it wraps back on `ctx.res`) so the rest of the response pays nothing.
@@ -39,7 +68,7 @@ export class CompressingWriter implements ResponseWriter {
   private readonly policy: CompressionPolicy;
   private decided = false;
   private ended = false;
-  private pipeline: BodyPipeline | null = null;
+  private pipeline: BodySink | null = null;
 
   constructor(ctx: RequestContext, inner: ResponseWriter, policy: CompressionPolicy) {
     this.ctx = ctx;
@@ -48,7 +77,8 @@ export class CompressingWriter implements ResponseWriter {
   }
 
   get headersSent(): boolean {
-    return this.inner.headersSent;
+    // A whole body holds its head back until it is compressed; for the caller it is sent.
+    return this.pipeline !== null || this.inner.headersSent;
   }
 
   get writableEnded(): boolean {
@@ -64,6 +94,10 @@ export class CompressingWriter implements ResponseWriter {
     this.decided = true;
     const head = headers ?? {};
     const plan = this.plan(status, head);
+    if (plan !== null && takesWholeBody(plan)) {
+      this.pipeline = new WholeBody(this.ctx, this.inner, this.policy, plan, status, head);
+      return this;
+    }
     this.inner.writeHead(status, head);
     if (plan === null) {
       if (this.ctx.res === this) this.ctx.res = this.inner;
@@ -91,7 +125,7 @@ export class CompressingWriter implements ResponseWriter {
   }
 
   once(event: 'drain' | 'close', listener: () => void): unknown {
-    if (event === 'drain' && this.pipeline !== null) this.pipeline.input.once('drain', listener);
+    if (event === 'drain' && this.pipeline !== null) this.pipeline.onceDrain(listener);
     else this.inner.once(event, listener);
     return this;
   }
@@ -190,6 +224,138 @@ interface PipelinePlan {
   flush: 'each' | 'idle' | 'none';
 }
 
+/**
+ * Whether the body is compressed whole: its length is known and small enough, it is not being
+ * decoded, it is not an event stream, and the process-wide budget has room for it.
+ */
+function takesWholeBody(plan: PipelinePlan): boolean {
+  return (
+    plan.decoder === null &&
+    plan.encoding !== null &&
+    plan.flush === 'none' &&
+    plan.length >= 0 &&
+    plan.length <= WHOLE_BODY_LIMIT &&
+    wholeBodyBytes + plan.length <= WHOLE_BODY_BUDGET
+  );
+}
+
+/**
+ * A body of known, bounded length compressed in one call. The upstream's bytes are copied into
+ * one buffer of the declared size as they arrive (writes never push back: the size is bounded),
+ * and at the end zlib's one-shot API compresses it on libuv's thread pool. The head waits for
+ * the result so it can carry the exact Content-Length. Against the streaming pipeline this saves
+ * the per-chunk stream machinery (one thread-pool job and one callback instead of several per
+ * chunk) and answers with a fixed length instead of chunked framing.
+ */
+class WholeBody implements BodySink {
+  private readonly ctx: RequestContext;
+  private readonly inner: ResponseWriter;
+  private readonly policy: CompressionPolicy;
+  private readonly plan: PipelinePlan;
+  private readonly status: number;
+  private readonly headers: OutgoingHeaders;
+  private body: Buffer | null;
+  private filled = 0;
+  /** Bytes counted in wholeBodyBytes for this response; 0 once given back. */
+  private reserved: number;
+  private compressing = false;
+  private failed = false;
+
+  constructor(
+    ctx: RequestContext,
+    inner: ResponseWriter,
+    policy: CompressionPolicy,
+    plan: PipelinePlan,
+    status: number,
+    headers: OutgoingHeaders,
+  ) {
+    this.ctx = ctx;
+    this.inner = inner;
+    this.policy = policy;
+    this.plan = plan;
+    this.status = status;
+    this.headers = headers;
+    this.body = Buffer.allocUnsafe(plan.length);
+    this.reserved = plan.length;
+    wholeBodyBytes += plan.length;
+    inner.once('close', this.onInnerClose);
+  }
+
+  write(chunk: Buffer | string): boolean {
+    const body = this.body;
+    if (body === null || this.compressing) return true;
+    const size = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    if (this.filled + size > body.length) {
+      this.fail(new Error('the body is longer than its Content-Length'));
+      return true;
+    }
+    if (typeof chunk === 'string') body.write(chunk, this.filled);
+    else chunk.copy(body, this.filled);
+    this.filled += size;
+    return true;
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (chunk !== undefined) this.write(chunk);
+    const body = this.body;
+    if (body === null || this.compressing) return;
+    this.compressing = true;
+    const encoding = this.plan.encoding as Encoding;
+    // Fewer bytes than declared can only come from a generated body: code what is there.
+    const input = this.filled === body.length ? body : body.subarray(0, this.filled);
+    compressWhole(
+      encoding,
+      this.plan.levels[encoding],
+      { length: this.filled, text: this.plan.text },
+      input,
+      this.onCompressed,
+    );
+  }
+
+  destroy(): void {
+    this.failed = true;
+    // While zlib works on the buffer it stays referenced; onCompressed gives it back then.
+    if (!this.compressing) this.release();
+  }
+
+  onceDrain(listener: () => void): void {
+    this.inner.once('drain', listener);
+  }
+
+  private release(): void {
+    this.body = null;
+    wholeBodyBytes -= this.reserved;
+    this.reserved = 0;
+  }
+
+  private readonly onCompressed = (error: Error | null, result: Buffer) => {
+    this.release();
+    if (this.failed) return;
+    if (error !== null) {
+      this.fail(error);
+      return;
+    }
+    const inner = this.inner;
+    if (inner.destroyed) return;
+    this.headers['content-length'] = result.length;
+    inner.writeHead(this.status, this.headers);
+    inner.end(result);
+  };
+
+  private readonly onInnerClose = () => {
+    // The client went away before the answer was ready: drop the collected body now.
+    if (this.body !== null) this.destroy();
+  };
+
+  private fail(err: Error): void {
+    if (this.failed) return;
+    this.destroy();
+    this.policy.onStreamError(this.ctx, 'encode', this.plan.encoding ?? '', err);
+    // Nothing has been sent, but the caller believes the head is out: cut, as a stream would.
+    this.inner.destroy();
+  }
+}
+
 function newPlan(
   headers: OutgoingHeaders,
   contentType: string | undefined,
@@ -220,7 +386,7 @@ function newPlan(
  * backpressure at every step. Writes go to `input`; what comes out of `output` is written to the
  * wrapped writer, and `output` is paused while that writer is full.
  */
-class BodyPipeline {
+class BodyPipeline implements BodySink {
   readonly input: CodecStream;
   private readonly output: CodecStream;
   private readonly encoder: CodecStream | null;
@@ -250,7 +416,13 @@ class BodyPipeline {
     this.encoder =
       encoding === null
         ? null
-        : createEncoder(encoding, plan.levels[encoding], { length: plan.length, text: plan.text });
+        : createEncoder(
+            encoding,
+            plan.levels[encoding],
+            { length: plan.length, text: plan.text },
+            // A fixed-length body (longer than WHOLE_BODY_LIMIT here) comes in large pieces.
+            plan.flush === 'none' ? LARGE_CHUNK_SIZE : undefined,
+          );
     this.kind = encoding === null ? undefined : flushKind(encoding);
     this.input = (this.decoder ?? this.encoder) as CodecStream;
     this.output = (this.encoder ?? this.decoder) as CodecStream;
@@ -284,6 +456,10 @@ class BodyPipeline {
     this.failed = true;
     this.decoder?.destroy();
     this.encoder?.destroy();
+  }
+
+  onceDrain(listener: () => void): void {
+    this.input.once('drain', listener);
   }
 
   private afterEncoderWrite(): void {
@@ -405,8 +581,8 @@ function mergeVary(headers: OutgoingHeaders): void {
 }
 
 /**
- * The headers of a transformed body: the new coding, no length (the body is streamed; Node
- * frames it chunked), a weak validator (the bytes differ from the upstream's), and no ranges (a
+ * The headers of a transformed body: the new coding, no length (a streamed body is framed
+ * chunked; a body compressed whole gets its exact length when it is done), a weak validator (the bytes differ from the upstream's), and no ranges (a
  * range of a body coded on the fly cannot be served).
  */
 function rewriteHeaders(headers: OutgoingHeaders, encoding: Encoding | null): void {
