@@ -2,6 +2,7 @@ import { Pool } from 'undici';
 import { createUpstreamConnector, needsUpstreamConnector } from './tls.js';
 import { channels } from '../core/events.js';
 import { systemClock, type Clock } from './clock.js';
+import { H1Pool, h1ClientEnabled } from './h1/index.js';
 
 /** The pool settings that, when changed by a reload, require a new pool for the same server. */
 export interface PoolSettings {
@@ -254,6 +255,15 @@ export class Host {
 }
 
 function createPool(origin: string, settings: PoolSettings): Pool {
+  if (h1ClientEnabled && settings.protocol === 'http1' && origin.startsWith('http:')) {
+    // Plain HTTP/1.1 upstreams use Switchyard's own client (docs/performance.md): the same
+    // dispatch(opts, handler) contract as undici's Pool, which TLS and HTTP/2 upstreams keep.
+    return new H1Pool(origin, {
+      connectTimeoutMs: settings.connectTimeoutMs,
+      keepAliveIdleMs: settings.keepAliveIdleMs,
+      maxConnections: settings.maxConnections,
+    }) as unknown as Pool;
+  }
   return new Pool(origin, {
     connections: settings.maxConnections,
     // HTTP/2 multiplexes: up to 100 streams per connection instead of one request at a time.
