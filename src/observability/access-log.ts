@@ -28,6 +28,81 @@ function clfTime(date: Date): string {
   return `${pad(date.getUTCDate())}/${MONTHS[date.getUTCMonth()]}/${date.getUTCFullYear()}:${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
 }
 
+/**
+ * The current time as both logs print it, formatted once per second (the date part) and once per
+ * millisecond (the ISO string): under load many lines share a millisecond, and every line of a
+ * second shares its date, so a line costs a Date.now() instead of a Date and its formatting.
+ */
+class LogClock {
+  private second = -1;
+  private isoPrefix = '';
+  private clf = '';
+  private ms = -1;
+  private iso = '';
+
+  private advance(now: number): void {
+    const second = Math.floor(now / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      const date = new Date(second * 1000);
+      // "2026-11-28T23:21:05." from "2026-11-28T23:21:05.000Z".
+      this.isoPrefix = date.toISOString().slice(0, -4);
+      this.clf = clfTime(date);
+    }
+  }
+
+  /** `new Date().toISOString()`, e.g. `2026-11-28T23:21:05.123Z`. */
+  isoNow(): string {
+    const now = Date.now();
+    if (now !== this.ms) {
+      this.ms = now;
+      this.advance(now);
+      const millis = now - this.second * 1000;
+      this.iso = `${this.isoPrefix}${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
+    }
+    return this.iso;
+  }
+
+  /** `clfTime(new Date())`. */
+  clfNow(): string {
+    this.advance(Date.now());
+    return this.clf;
+  }
+}
+
+/**
+ * A JSON string literal of `value`, as JSON.stringify writes it. Most values need no escaping,
+ * and checking that is cheaper than the generic serializer.
+ */
+function quote(value: string): string {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff))
+      return JSON.stringify(value);
+  }
+  return `"${value}"`;
+}
+
+/**
+ * `quote` that remembers its last answer: fields like the route, upstream, host or user agent
+ * repeat from one line to the next, and comparing two equal strings is cheaper than quoting.
+ */
+class QuoteMemo {
+  private value = '';
+  private quoted = '""';
+
+  get(value: string): string {
+    if (value !== this.value) {
+      this.value = value;
+      this.quoted = quote(value);
+    }
+    return this.quoted;
+  }
+}
+
+/** Lines gathered before they are handed to the destination (bounded; see `write`). */
+const BATCH_CHARS = 64 * 1024;
+
 /** Escapes a value for a quoted combined-log field the way nginx does (\" \\ and \xHH). */
 function clfEscape(value: string): string {
   // eslint-disable-next-line no-control-regex
@@ -63,6 +138,36 @@ export class AccessLog {
   private sampleRatio: number;
   /** Route name -> sample ratio when it differs from the global one (0 = off). */
   private routeRatios = new Map<string, number>();
+  private readonly clock = new LogClock();
+  /**
+   * Lines not yet handed to the destination: they go in one write per event-loop turn (or per
+   * BATCH_CHARS), because sonic-boom measures its whole pending buffer on every write, which
+   * costs more than building the line when lines are handed over one at a time.
+   */
+  private batch: string[] = [];
+  private batchChars = 0;
+  private flushScheduled = false;
+  private readonly flushBatch = (): void => {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const text = this.batch.length === 1 ? this.batch[0] : this.batch.join('');
+    this.batch = [];
+    this.batchChars = 0;
+    this.destination.write(text);
+  };
+  private readonly memo = {
+    clientIp: new QuoteMemo(),
+    method: new QuoteMemo(),
+    host: new QuoteMemo(),
+    route: new QuoteMemo(),
+    upstream: new QuoteMemo(),
+    upstreamServer: new QuoteMemo(),
+    cache: new QuoteMemo(),
+    tls: new QuoteMemo(),
+    listener: new QuoteMemo(),
+    userAgent: new QuoteMemo(),
+    referer: new QuoteMemo(),
+  };
 
   constructor(config: AccessLogConfig, routes: readonly RouteConfig[]) {
     this.format = config.format;
@@ -115,40 +220,47 @@ export class AccessLog {
   }
 
   write(ctx: RequestContext, m: RequestMeasures): void {
-    this.destination.write(
-      this.format === 'json' ? this.jsonLine(ctx, m) : this.combinedLine(ctx, m),
-    );
+    const line = this.format === 'json' ? this.jsonLine(ctx, m) : this.combinedLine(ctx, m);
+    this.batch.push(line);
+    this.batchChars += line.length;
+    if (this.batchChars >= BATCH_CHARS) this.flushBatch();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBatch);
+    }
   }
 
   /**
    * The line pino would write for `logger.info(record)` (level 30, then the fields), built by
    * hand: pino's generic serializer costs several microseconds a line, this a fraction of it.
-   * Every string that can come from a client goes through JSON.stringify (quotes, control
-   * characters, lone surrogates are escaped); absent fields are left out, as pino does.
+   * Every string is written as JSON.stringify would (quotes, control characters, lone surrogates
+   * escaped; `quote` only skips the serializer when nothing needs escaping); absent fields are
+   * left out, as pino does.
    */
   private jsonLine(ctx: RequestContext, m: RequestMeasures): string {
-    const q = JSON.stringify;
-    let line = `{"level":30,"time":"${new Date().toISOString()}","requestId":${q(ctx.requestId)}`;
+    const memo = this.memo;
+    let line = `{"level":30,"time":"${this.clock.isoNow()}","requestId":${quote(ctx.requestId)}`;
     if (ctx.traceId !== '') line += `,"traceId":"${ctx.traceId}"`;
-    line += `,"clientIp":${q(ctx.clientIp)},"method":${q(ctx.method)},"host":${q(ctx.host)},"path":${q(ctx.path)}`;
-    if (ctx.query !== '') line += `,"query":${q(ctx.query)}`;
-    line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${round(m.durationMs)},"route":${q(ctx.routeName)}`;
-    if (ctx.upstreamName !== '') line += `,"upstream":${q(ctx.upstreamName)}`;
-    if (ctx.upstreamServer !== '') line += `,"upstreamServer":${q(ctx.upstreamServer)}`;
+    line += `,"clientIp":${memo.clientIp.get(ctx.clientIp)},"method":${memo.method.get(ctx.method)},"host":${memo.host.get(ctx.host)},"path":${quote(ctx.path)}`;
+    if (ctx.query !== '') line += `,"query":${quote(ctx.query)}`;
+    line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${round(m.durationMs)},"route":${memo.route.get(ctx.routeName)}`;
+    if (ctx.upstreamName !== '') line += `,"upstream":${memo.upstream.get(ctx.upstreamName)}`;
+    if (ctx.upstreamServer !== '')
+      line += `,"upstreamServer":${memo.upstreamServer.get(ctx.upstreamServer)}`;
     if (ctx.upstreamHeadersTime > 0)
       line += `,"upstreamTimeMs":${round(ctx.upstreamHeadersTime - ctx.upstreamStartTime)}`;
-    if (ctx.cacheStatus !== '') line += `,"cache":${q(ctx.cacheStatus)}`;
+    if (ctx.cacheStatus !== '') line += `,"cache":${memo.cache.get(ctx.cacheStatus)}`;
     line += `,"retries":${ctx.retries}`;
     const socket = ctx.req.socket as TLSSocket | undefined;
     if (socket?.encrypted) {
       const version = socket.getProtocol();
-      if (version) line += `,"tls":${q(version)}`;
+      if (version) line += `,"tls":${memo.tls.get(version)}`;
     }
-    line += `,"listener":${q(ctx.listener.name)}`;
+    line += `,"listener":${memo.listener.get(ctx.listener.name)}`;
     const agent = header(ctx, 'user-agent');
-    if (agent !== '') line += `,"userAgent":${q(agent)}`;
+    if (agent !== '') line += `,"userAgent":${memo.userAgent.get(agent)}`;
     const referer = header(ctx, 'referer');
-    if (referer !== '') line += `,"referer":${q(referer)}`;
+    if (referer !== '') line += `,"referer":${memo.referer.get(referer)}`;
     return `${line}}\n`;
   }
 
@@ -157,12 +269,14 @@ export class AccessLog {
     const uri = ctx.query === '' ? ctx.path : `${ctx.path}?${ctx.query}`;
     const referer = header(ctx, 'referer');
     const agent = header(ctx, 'user-agent');
-    return `${ctx.clientIp} - - [${clfTime(new Date())}] "${clfEscape(ctx.method)} ${clfEscape(uri)} HTTP/${ctx.req.httpVersion}" ${m.status} ${m.bytesOut === 0 ? '-' : m.bytesOut} "${referer === '' ? '-' : clfEscape(referer)}" "${agent === '' ? '-' : clfEscape(agent)}"\n`;
+    return `${ctx.clientIp} - - [${this.clock.clfNow()}] "${clfEscape(ctx.method)} ${clfEscape(uri)} HTTP/${ctx.req.httpVersion}" ${m.status} ${m.bytesOut === 0 ? '-' : m.bytesOut} "${referer === '' ? '-' : clfEscape(referer)}" "${agent === '' ? '-' : clfEscape(agent)}"\n`;
   }
 
   /** Opens the file again by name (after logrotate moved it). stdout needs nothing. */
   reopen(): void {
     if (this.output === 'stdout') return;
+    // Lines of requests that finished before the signal belong to the old file.
+    this.flushBatch();
     try {
       this.destination.reopen();
     } catch {
@@ -172,6 +286,7 @@ export class AccessLog {
 
   /** Writes out what is buffered and releases the file. */
   close(): Promise<void> {
+    this.flushBatch();
     const dest = this.destination;
     return new Promise((resolve) => {
       const done = () => resolve();

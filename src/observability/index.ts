@@ -218,18 +218,19 @@ export class Observability {
     const m = measure(ctx);
     const route = ctx.routeName;
     const metrics = this.metrics;
-    if (metrics !== null) {
-      metrics.requests.inc({ route, upstream: ctx.upstreamName, code: m.status });
-      metrics.requestDuration.observe({ route }, m.durationMs / 1000);
-      if (ctx.upstreamHeadersTime > 0)
-        metrics.upstreamDuration.observe(
-          { upstream: ctx.upstreamName },
-          (ctx.upstreamHeadersTime - ctx.upstreamStartTime) / 1000,
-        );
-      if (m.bytesIn > 0) metrics.requestBytes.inc({ route }, m.bytesIn);
-      if (m.bytesOut > 0) metrics.responseBytes.inc({ route }, m.bytesOut);
-      if (ctx.retries > 0) metrics.retries.inc({ upstream: ctx.upstreamName }, ctx.retries);
-    }
+    if (metrics !== null)
+      metrics.recordRequest(
+        route,
+        ctx.upstreamName,
+        m.status,
+        m.durationMs,
+        ctx.upstreamHeadersTime > 0
+          ? Math.max(0, ctx.upstreamHeadersTime - ctx.upstreamStartTime)
+          : -1,
+        m.bytesIn,
+        m.bytesOut,
+        ctx.retries,
+      );
     const stats = this.stats;
     if (stats !== null) {
       stats.record(route, m.durationMs, m.status);

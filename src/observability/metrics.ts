@@ -36,6 +36,170 @@ export interface MetricsSources {
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /**
+ * One histogram series counted in plain numbers: non-cumulative bucket counts (the last slot is
+ * above every bound), sum and count. Observing is a short linear search and two additions.
+ */
+class HistogramSlot {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    let i = 0;
+    // Prometheus buckets are "less than or equal": the first bound that holds the value.
+    while (i < bounds.length && value > bounds[i]) i++;
+    this.counts[i]++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/**
+ * A histogram whose series are HistogramSlots, registered in the prom-client Registry as a
+ * metric of its own: `get()` returns exactly what prom-client's Histogram returns (the same
+ * value objects, so the text exposition and the AggregatorRegistry used with several workers
+ * treat it the same), while observing costs no label hashing. Series appear on first use.
+ */
+class SlotHistogram<L extends string> {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, HistogramSlot>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelName: L,
+    private readonly bounds: readonly number[],
+  ) {}
+
+  /** The series of one label value; keep it, observing through it skips the lookup. */
+  slot(value: string): HistogramSlot {
+    let slot = this.series.get(value);
+    if (slot === undefined) {
+      slot = new HistogramSlot({ [this.labelName]: value }, this.bounds);
+      this.series.set(value, slot);
+    }
+    return slot;
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+
+  /** prom-client's `getForPromString` shape: bucket labels apart from the series' labels. */
+  getForPromString() {
+    const bucketName = `${this.name}_bucket`;
+    const values: Array<{
+      labels: Record<string, string | number>;
+      sharedLabels: Record<string, string>;
+      value: number;
+      metricName: string;
+    }> = [];
+    for (const slot of this.series.values()) {
+      let acc = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        acc += slot.counts[i];
+        values.push({
+          labels: { le: this.bounds[i] },
+          sharedLabels: slot.labels,
+          value: acc,
+          metricName: bucketName,
+        });
+      }
+      values.push(
+        {
+          labels: { le: '+Inf' },
+          sharedLabels: slot.labels,
+          value: slot.count,
+          metricName: bucketName,
+        },
+        { labels: {}, sharedLabels: slot.labels, value: slot.sum, metricName: `${this.name}_sum` },
+        {
+          labels: {},
+          sharedLabels: slot.labels,
+          value: slot.count,
+          metricName: `${this.name}_count`,
+        },
+      );
+    }
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values,
+      aggregator: this.aggregator,
+    };
+  }
+
+  /** prom-client's `get` shape (for getMetricsAsJSON): the labels merged. */
+  get() {
+    const data = this.getForPromString();
+    return {
+      ...data,
+      values: data.values.map(({ labels, sharedLabels, value, metricName }) => ({
+        labels: { ...labels, ...sharedLabels },
+        value,
+        metricName,
+      })),
+    };
+  }
+}
+
+/** Requests of one route with one upstream and one status: counted in a plain number. */
+interface RequestSlot {
+  readonly upstream: string;
+  readonly code: number;
+  value: number;
+}
+
+/**
+ * Everything the request path counts for one route, resolved once per route name: request
+ * counts by upstream and status, the duration histogram, bytes. Read at scrape time only.
+ */
+class RouteSlot {
+  /** upstream -> status -> count. */
+  readonly requests = new Map<string, Map<number, RequestSlot>>();
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    readonly route: string,
+    readonly duration: HistogramSlot,
+  ) {}
+
+  request(upstream: string, code: number): RequestSlot {
+    let byCode = this.requests.get(upstream);
+    if (byCode === undefined) {
+      byCode = new Map();
+      this.requests.set(upstream, byCode);
+    }
+    let slot = byCode.get(code);
+    if (slot === undefined) {
+      slot = { upstream, code, value: 0 };
+      byCode.set(code, slot);
+    }
+    return slot;
+  }
+}
+
+/** Per upstream: response-head latency and retries. */
+class UpstreamSlot {
+  retries = 0;
+  constructor(
+    readonly upstream: string,
+    readonly duration: HistogramSlot,
+  ) {}
+}
+
+/**
  * Every Prometheus metric Switchyard exposes, in its own registry (never prom-client's global
  * one, so several proxies in one process do not mix). Labels are only names from the config
  * (routes, upstreams, servers, listeners) and small closed sets (status codes, results): never a
@@ -49,11 +213,18 @@ const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 export class Metrics {
   readonly registry: PromClient.Registry;
   readonly requests: PromClient.Counter<'route' | 'upstream' | 'code'>;
-  readonly requestDuration: PromClient.Histogram<'route'>;
-  readonly upstreamDuration: PromClient.Histogram<'upstream'>;
+  readonly requestDuration: SlotHistogram<'route'>;
+  readonly upstreamDuration: SlotHistogram<'upstream'>;
   readonly requestBytes: PromClient.Counter<'route'>;
   readonly responseBytes: PromClient.Counter<'route'>;
   readonly retries: PromClient.Counter<'upstream'>;
+  /**
+   * The request path's counts (requests, durations, bytes, retries) live in these plain slots
+   * and are copied into the metrics above when /metrics is scraped, so a request pays a map
+   * lookup and a few additions instead of prom-client's per-call label validation and hashing.
+   */
+  private readonly routeSlots = new Map<string, RouteSlot>();
+  private readonly upstreamSlots = new Map<string, UpstreamSlot>();
   readonly upstreamErrors: PromClient.Counter<'upstream' | 'server'>;
   readonly ejections: PromClient.Counter<'upstream' | 'server'>;
   readonly healthChecks: PromClient.Counter<'upstream' | 'server' | 'result'>;
@@ -74,43 +245,69 @@ export class Metrics {
     const client = loadPromClient();
     this.registry = new client.Registry();
     const registers = [this.registry];
+    const routeSlots = this.routeSlots;
+    const upstreamSlots = this.upstreamSlots;
+    // Each collect() runs just before its metric is read: it replaces the metric's values with
+    // the slots' totals (the slots are the only source, so reset-then-inc is exact).
     this.requests = new client.Counter({
       name: 'switchyard_requests_total',
       help: 'Requests served, by route, upstream ("" when none) and status code (499: client went away first).',
       labelNames: ['route', 'upstream', 'code'],
       registers,
+      collect() {
+        this.reset();
+        for (const r of routeSlots.values())
+          for (const byCode of r.requests.values())
+            for (const slot of byCode.values())
+              this.inc({ route: r.route, upstream: slot.upstream, code: slot.code }, slot.value);
+      },
     });
-    this.requestDuration = new client.Histogram({
-      name: 'switchyard_request_duration_seconds',
-      help: 'Time from request arrival to the end of the response, by route.',
-      labelNames: ['route'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.upstreamDuration = new client.Histogram({
-      name: 'switchyard_upstream_response_duration_seconds',
-      help: "Time from sending a request upstream to the upstream's response head, by upstream.",
-      labelNames: ['upstream'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
+    this.requestDuration = new SlotHistogram(
+      'switchyard_request_duration_seconds',
+      'Time from request arrival to the end of the response, by route.',
+      'route',
+      DURATION_BUCKETS,
+    );
+    this.upstreamDuration = new SlotHistogram(
+      'switchyard_upstream_response_duration_seconds',
+      "Time from sending a request upstream to the upstream's response head, by upstream.",
+      'upstream',
+      DURATION_BUCKETS,
+    );
+    this.registry.registerMetric(this.requestDuration as unknown as PromClient.Metric);
+    this.registry.registerMetric(this.upstreamDuration as unknown as PromClient.Metric);
     this.requestBytes = new client.Counter({
       name: 'switchyard_request_bytes_total',
       help: 'Bytes received from clients (HTTP/1.x: head and body), by route.',
       labelNames: ['route'],
       registers,
+      collect() {
+        this.reset();
+        for (const r of routeSlots.values())
+          if (r.bytesIn > 0) this.inc({ route: r.route }, r.bytesIn);
+      },
     });
     this.responseBytes = new client.Counter({
       name: 'switchyard_response_bytes_total',
       help: 'Bytes sent to clients (HTTP/1.x: head and body), by route.',
       labelNames: ['route'],
       registers,
+      collect() {
+        this.reset();
+        for (const r of routeSlots.values())
+          if (r.bytesOut > 0) this.inc({ route: r.route }, r.bytesOut);
+      },
     });
     this.retries = new client.Counter({
       name: 'switchyard_upstream_retries_total',
       help: 'Requests retried on another server, by upstream.',
       labelNames: ['upstream'],
       registers,
+      collect() {
+        this.reset();
+        for (const u of upstreamSlots.values())
+          if (u.retries > 0) this.inc({ upstream: u.upstream }, u.retries);
+      },
     });
     this.upstreamErrors = new client.Counter({
       name: 'switchyard_upstream_errors_total',
@@ -287,6 +484,41 @@ export class Metrics {
       aggregator: 'max',
     }).set({ version }, 1);
     client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * Counts one finished request in every request metric. `upstreamMs` is the upstream's
+   * response-head latency, negative when no upstream answered. Plain arguments, no object, so
+   * the request path allocates nothing here once a series exists.
+   */
+  recordRequest(
+    routeName: string,
+    upstreamName: string,
+    status: number,
+    durationMs: number,
+    upstreamMs: number,
+    bytesIn: number,
+    bytesOut: number,
+    retries: number,
+  ): void {
+    let route = this.routeSlots.get(routeName);
+    if (route === undefined) {
+      route = new RouteSlot(routeName, this.requestDuration.slot(routeName));
+      this.routeSlots.set(routeName, route);
+    }
+    route.request(upstreamName, status).value++;
+    route.duration.observe(durationMs / 1000);
+    route.bytesIn += bytesIn;
+    route.bytesOut += bytesOut;
+    if (upstreamMs >= 0 || retries > 0) {
+      let upstream = this.upstreamSlots.get(upstreamName);
+      if (upstream === undefined) {
+        upstream = new UpstreamSlot(upstreamName, this.upstreamDuration.slot(upstreamName));
+        this.upstreamSlots.set(upstreamName, upstream);
+      }
+      if (upstreamMs >= 0) upstream.duration.observe(upstreamMs / 1000);
+      upstream.retries += retries;
+    }
   }
 
   /** The Prometheus text exposition of every metric. */
