@@ -50,6 +50,21 @@ interface CompiledRoute {
 const MAX_REQUEST_ID_LENGTH = 200;
 const REQUEST_ID_SYNTAX = /^[\x21-\x7e]+$/;
 
+const kEndContext = Symbol('switchyard.endContext');
+type EndTracked = ServerResponse & { [kEndContext]?: RequestContext };
+
+/**
+ * Publishes requestEnd for a response's context when the response closes (`this` is the
+ * response). One function shared by every request, so subscribing allocates no closure and no
+ * once-wrapper; clearing the context makes a second `close` a no-op.
+ */
+function publishRequestEnd(this: EndTracked): void {
+  const ctx = this[kEndContext];
+  if (ctx === undefined) return;
+  this[kEndContext] = undefined;
+  channels.requestEnd.publish(ctx);
+}
+
 /**
  * Everything built from one config: the router, each route's composed chain, the upstream
  * groups. Built once at load; requests only look things up. A reload builds a new Runtime and
@@ -172,8 +187,10 @@ export class Runtime implements RequestDispatcher {
     const ctx = new RequestContext(req, res, listener, clientIp, requestId);
     ctx.errorPages = this.errorPages;
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
-    if (channels.requestEnd.hasSubscribers)
-      res.once('close', () => channels.requestEnd.publish(ctx));
+    if (channels.requestEnd.hasSubscribers) {
+      (res as EndTracked)[kEndContext] = ctx;
+      res.on('close', publishRequestEnd);
+    }
     const route = this.router.match({
       method: ctx.method,
       host: ctx.host,
