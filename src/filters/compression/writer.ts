@@ -7,7 +7,9 @@ import {
   LARGE_CHUNK_SIZE,
   type CodecStream,
   type Encoding,
+  type EncoderHints,
   type Levels,
+  type WholeJob,
 } from './codecs.js';
 import type { EncodingNegotiator } from './negotiate.js';
 import { mediaType, type TypeMatcher } from './types.js';
@@ -43,6 +45,7 @@ export const WHOLE_BODY_LIMIT = 1024 * 1024;
 export const WHOLE_BODY_BUDGET = 64 * 1024 * 1024;
 
 let wholeBodyBytes = 0;
+const EMPTY = Buffer.alloc(0);
 
 /** Bytes currently held by responses waiting to be compressed whole (for tests and metrics). */
 export function wholeBodyBytesHeld(): number {
@@ -247,7 +250,7 @@ function takesWholeBody(plan: PipelinePlan): boolean {
  * the per-chunk stream machinery (one thread-pool job and one callback instead of several per
  * chunk) and answers with a fixed length instead of chunked framing.
  */
-class WholeBody implements BodySink {
+class WholeBody implements BodySink, WholeJob {
   private readonly ctx: RequestContext;
   private readonly inner: ResponseWriter;
   private readonly policy: CompressionPolicy;
@@ -260,6 +263,11 @@ class WholeBody implements BodySink {
   private reserved: number;
   private compressing = false;
   private failed = false;
+  // WholeJob: what compressWhole reads once end() hands the body over.
+  encoding: Encoding;
+  level = 0;
+  hints: EncoderHints = { length: 0, text: false };
+  input: Buffer = EMPTY;
 
   constructor(
     ctx: RequestContext,
@@ -275,6 +283,7 @@ class WholeBody implements BodySink {
     this.plan = plan;
     this.status = status;
     this.headers = headers;
+    this.encoding = plan.encoding as Encoding;
     this.body = Buffer.allocUnsafe(plan.length);
     this.reserved = plan.length;
     wholeBodyBytes += plan.length;
@@ -300,21 +309,35 @@ class WholeBody implements BodySink {
     const body = this.body;
     if (body === null || this.compressing) return;
     this.compressing = true;
-    const encoding = this.plan.encoding as Encoding;
+    this.level = this.plan.levels[this.encoding];
+    this.hints = { length: this.filled, text: this.plan.text };
     // Fewer bytes than declared can only come from a generated body: code what is there.
-    const input = this.filled === body.length ? body : body.subarray(0, this.filled);
-    compressWhole(
-      encoding,
-      this.plan.levels[encoding],
-      { length: this.filled, text: this.plan.text },
-      input,
-      this.onCompressed,
-    );
+    this.input = this.filled === body.length ? body : body.subarray(0, this.filled);
+    compressWhole(this);
+  }
+
+  get cancelled(): boolean {
+    return this.failed;
+  }
+
+  done(error: Error | null, result: Buffer | null, skipped: boolean): void {
+    this.input = EMPTY;
+    this.release();
+    if (skipped || this.failed) return;
+    if (error !== null || result === null) {
+      this.fail(error ?? new Error('no output'));
+      return;
+    }
+    const inner = this.inner;
+    if (inner.destroyed) return;
+    this.headers['content-length'] = result.length;
+    inner.writeHead(this.status, this.headers);
+    inner.end(result);
   }
 
   destroy(): void {
     this.failed = true;
-    // While zlib works on the buffer it stays referenced; onCompressed gives it back then.
+    // Once handed to compressWhole the buffer stays referenced until done() gives it back.
     if (!this.compressing) this.release();
   }
 
@@ -327,20 +350,6 @@ class WholeBody implements BodySink {
     wholeBodyBytes -= this.reserved;
     this.reserved = 0;
   }
-
-  private readonly onCompressed = (error: Error | null, result: Buffer) => {
-    this.release();
-    if (this.failed) return;
-    if (error !== null) {
-      this.fail(error);
-      return;
-    }
-    const inner = this.inner;
-    if (inner.destroyed) return;
-    this.headers['content-length'] = result.length;
-    inner.writeHead(this.status, this.headers);
-    inner.end(result);
-  };
 
   private readonly onInnerClose = () => {
     // The client went away before the answer was ready: drop the collected body now.
