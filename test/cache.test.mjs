@@ -79,6 +79,43 @@ describe('freshness and storing', () => {
     assert.equal(count('/basic'), 1);
   });
 
+  test('a hit repeats the stored head exactly: repeated fields, status, upstream Cache-Status', async () => {
+    // A hit is written from a template derived once per entry; it must equal the stored head.
+    behaviours.set('/head-template', (req, res) => {
+      res.writeHead(203, [
+        ['content-type', 'text/plain'],
+        ['cache-control', 'public, max-age=60'],
+        ['link', '</a.css>; rel=preload'],
+        ['link', '</b.js>; rel=preload'],
+        ['x-origin', 'one'],
+        ['cache-status', 'upstream; hit'],
+      ]);
+      res.end('template');
+    });
+    const miss = await get('/head-template');
+    assert.equal(miss.headers['cache-status'], 'upstream; hit, switchyard; fwd=miss; stored');
+    for (let i = 0; i < 2; i++) {
+      const hit = await get('/head-template');
+      assert.equal(hit.status, 203);
+      assert.equal(hit.text, 'template');
+      assert.equal(hit.headers['cache-status'], 'upstream; hit, switchyard; hit');
+      const links = [];
+      for (let j = 0; j < hit.rawHeaders.length; j += 2)
+        if (hit.rawHeaders[j].toLowerCase() === 'link') links.push(hit.rawHeaders[j + 1]);
+      assert.deepEqual(links, ['</a.css>; rel=preload', '</b.js>; rel=preload']);
+      assert.equal(hit.headers['x-origin'], 'one');
+      assert.equal(hit.headers['content-length'], '8');
+      assert.equal(hit.headers.date, miss.headers.date);
+      assert.match(hit.headers.age, /^[0-9]+$/);
+      assert.notEqual(hit.headers['x-request-id'], miss.headers['x-request-id']);
+    }
+    const head = await get('/head-template', {}, 'HEAD');
+    assert.equal(head.status, 203);
+    assert.equal(head.body.length, 0);
+    assert.equal(head.headers['content-length'], '8');
+    assert.equal(count('/head-template'), 1);
+  });
+
   test('the origin Age counts toward freshness', async () => {
     behaviours.set('/aged', fixed('aged', { 'cache-control': 'max-age=60', age: '100' }));
     await get('/aged');

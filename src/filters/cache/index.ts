@@ -116,6 +116,38 @@ function appendCacheStatus(existing: string | undefined, ours: string): string {
   return existing === undefined ? ours : `${existing}, ${ours}`;
 }
 
+/**
+ * What a plain hit writes, derived once per stored entry (not per hit): the stored headers as a
+ * flat `[name, value, ...]` list, the form node's writeHead takes without walking an object,
+ * and the entry's Cache-Status for a hit. Kept beside the entry (a WeakMap, so the meta stays
+ * plain data for the disk and redis encodings and the template goes with the entry).
+ */
+interface HitTemplate {
+  readonly head: readonly string[];
+  readonly cacheStatus: string;
+}
+
+const HIT_TEMPLATES = new WeakMap<ResponseMeta, HitTemplate>();
+
+function hitTemplate(meta: ResponseMeta): HitTemplate {
+  let template = HIT_TEMPLATES.get(meta);
+  if (template === undefined) {
+    const head: string[] = [];
+    const src = meta.headers;
+    for (const name in src) {
+      const v = src[name];
+      if (typeof v === 'string') head.push(name, v);
+      else for (const item of v) head.push(name, item);
+    }
+    template = {
+      head,
+      cacheStatus: appendCacheStatus(meta.upstreamCacheStatus, 'switchyard; hit'),
+    };
+    HIT_TEMPLATES.set(meta, template);
+  }
+  return template;
+}
+
 /** A head hook for responses the cache forwards without storing. */
 function forwardedHook(fwd: string): ResponseHeadHook {
   const ours = `switchyard; fwd=${fwd}`;
@@ -275,8 +307,7 @@ class CacheFilter implements Filter, WriterHost {
       const age = m.initialAge + (now - m.responseTime) / 1000;
       fresh = !m.noCache && age < m.lifetime;
       if (rd === null) {
-        if (fresh)
-          return this.serveEntry(ctx, ctx.res, ctx.responseHeadHooks, m, entry.body, 'hit', 'hit');
+        if (fresh) return this.serveHit(ctx, m, entry.body, now);
       } else {
         let usable = fresh;
         const staleBy = age - m.lifetime;
@@ -517,6 +548,45 @@ class CacheFilter implements Filter, WriterHost {
       inflight.settle(false);
       this.log('warn', 'cache: background refresh failed', { error: String(err) });
     }
+  }
+
+  /**
+   * A fresh hit with no request directives: the common case, kept cheap. The head is the entry's
+   * precomputed template plus Age, Cache-Status and the request id, written straight to node's
+   * HTTP/1 response as a flat list. Anything else (hooks of outer filters, a wrapped writer,
+   * HTTP/2, a conditional or Range request on a 200) takes serveEntry's general path.
+   */
+  private serveHit(ctx: RequestContext, meta: ResponseMeta, body: Buffer, now: number): void {
+    const out = ctx.res;
+    const h = ctx.req.headers;
+    if (
+      ctx.responseHeadHooks !== null ||
+      out !== ctx.clientResponse ||
+      ctx.req.httpVersionMajor !== 1 ||
+      (meta.status === 200 &&
+        (h.range !== undefined ||
+          h['if-none-match'] !== undefined ||
+          h['if-modified-since'] !== undefined))
+    ) {
+      this.serveEntry(ctx, out, ctx.responseHeadHooks, meta, body, 'hit', 'hit');
+      return;
+    }
+    const template = hitTemplate(meta);
+    const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
+    const head = template.head.slice();
+    head.push(
+      'age',
+      age > 0 ? String(age) : '0',
+      'cache-status',
+      template.cacheStatus,
+      'x-request-id',
+      ctx.requestId,
+    );
+    this.emit(ctx, 'hit', false);
+    ctx.status = meta.status;
+    // node's ServerResponse takes a flat [name, value, ...] list (ResponseWriter types an object).
+    out.writeHead(meta.status, head as unknown as OutgoingHeaders);
+    out.end(ctx.method === 'HEAD' || body.length === 0 ? undefined : body);
   }
 
   // ---- WriterHost ---------------------------------------------------------------------------
