@@ -15,7 +15,7 @@ import { wafFeature } from './filters/waf/index.js';
 import { Observability } from './observability/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
-import { Listener } from './server/listener.js';
+import { describeListenError, Listener } from './server/listener.js';
 import { tlsTerminatorOf } from './server/http2.js';
 import {
   configuredContext,
@@ -146,13 +146,7 @@ export class Switchyard {
       this.observability.addListener(config.name, listener.info, listener.server);
       if (this.announce) process.stderr.write(`listening on ${url}\n`);
     } catch (err) {
-      const e = err as Error & { code?: string };
-      const reason =
-        e.code === 'EADDRINUSE'
-          ? 'the address is already in use'
-          : e.code === 'EACCES'
-            ? 'permission denied (ports below 1024 need privileges)'
-            : e.message;
+      const reason = describeListenError(err);
       throw new Error(
         `listeners.${config.name}: cannot listen on ${config.addressText}: ${reason}`,
         {
@@ -210,8 +204,7 @@ export class Switchyard {
       const url = await admin.listen();
       if (this.announce) process.stderr.write(`listening on ${url}\n`);
     } catch (err) {
-      const e = err as Error & { code?: string };
-      const reason = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.message;
+      const reason = describeListenError(err);
       throw new Error(`admin: cannot listen on ${config.admin.addressText}: ${reason}`, {
         cause: err,
       });

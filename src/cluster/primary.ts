@@ -12,6 +12,7 @@ import type { Observability } from '../observability/index.js';
 import type { LogFn } from '../observability/logger.js';
 import type { FromWorker, HostOverride, ToWorker, WorkerUpstreamView } from './messages.js';
 import { isFromWorker } from './messages.js';
+import { describeListenError } from '../server/listener.js';
 import { detectReusePort } from './reuseport.js';
 import { mergeStats, mergeUpstreams, type StatsSnapshot } from './view.js';
 import { watchConfigFile } from './watch.js';
@@ -499,8 +500,7 @@ export class ClusterPrimary {
       const url = await admin.listen();
       process.stderr.write(`listening on ${url}\n`);
     } catch (err) {
-      const e = err as Error & { code?: string };
-      const reason = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.message;
+      const reason = describeListenError(err);
       throw new Error(`admin: cannot listen on ${config.admin.addressText}: ${reason}`, {
         cause: err,
       });

@@ -307,3 +307,11 @@ export class Listener {
     }
   }
 }
+
+/** Why a socket could not be bound, in words a user can act on. */
+export function describeListenError(err: unknown): string {
+  const e = err as Error & { code?: string };
+  if (e.code === 'EADDRINUSE') return 'the address is already in use';
+  if (e.code === 'EACCES') return 'permission denied (ports below 1024 need privileges)';
+  return e.message;
+}

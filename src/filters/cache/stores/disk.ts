@@ -21,12 +21,9 @@ import {
   type CacheStore,
   type RecordMeta,
 } from '../store.js';
+import type { FilterDeps } from '../../../core/filter.js';
 
-type Log = (
-  level: 'info' | 'warn' | 'error',
-  message: string,
-  fields?: Record<string, unknown>,
-) => void;
+type Log = FilterDeps['log'];
 
 /** A temp file older than this was abandoned by a crashed writer. */
 const STALE_TEMP_MS = 10 * 60_000;

@@ -15,14 +15,11 @@ import {
   type CacheStore,
   type RecordMeta,
 } from '../store.js';
+import type { FilterDeps } from '../../../core/filter.js';
 import { MemoryStore } from './memory.js';
 import { channels, type RedisStateEvent } from '../../../core/events.js';
 
-type Log = (
-  level: 'info' | 'warn' | 'error',
-  message: string,
-  fields?: Record<string, unknown>,
-) => void;
+type Log = FilterDeps['log'];
 
 export interface RedisStoreOptions {
   url: string;
