@@ -4,8 +4,21 @@
 import { test, after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
-import { startOrigin, startProxy, request, sparePort, startRedis, stopRedis } from './helpers.mjs';
-import { gcraDecide, gcraLimit, MemoryRateLimitStore } from '../dist/filters/ratelimit/index.js';
+import {
+  configFrom,
+  startOrigin,
+  startProxy,
+  request,
+  sparePort,
+  startRedis,
+  stopRedis,
+} from './helpers.mjs';
+import {
+  gcraDecide,
+  gcraLimit,
+  MemoryRateLimitStore,
+  storeErrorFallback,
+} from '../dist/filters/ratelimit/index.js';
 
 const cleanups = [];
 after(async () => {
@@ -166,6 +179,35 @@ routes:
 // ---------------------------------------------------------------------------------------------
 // Redis
 
+describe('store error fallback (onStoreError, failOpen alias)', () => {
+  test('default local with Redis, open without; explicit failOpen wins', () => {
+    assert.equal(storeErrorFallback({}, true), 'local');
+    assert.equal(storeErrorFallback({}, false), 'open');
+    assert.equal(storeErrorFallback({ onStoreError: 'closed' }, true), 'closed');
+    assert.equal(storeErrorFallback({ onStoreError: 'open' }, true), 'open');
+    assert.equal(storeErrorFallback({ onStoreError: 'local' }, false), 'open');
+    assert.equal(storeErrorFallback({ onStoreError: 'local', failOpen: true }, true), 'open');
+    assert.equal(storeErrorFallback({ onStoreError: 'open', failOpen: false }, true), 'closed');
+  });
+
+  test('config accepts local|open|closed and rejects anything else', () => {
+    const yaml = (v) => `
+listeners: [{ address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "http://127.0.0.1:1" }] } }
+routes:
+  - name: r
+    upstream: app
+    rateLimit: { rate: 10/s, onStoreError: ${v} }
+`;
+    for (const v of ['local', 'open', 'closed'])
+      assert.equal(configFrom(yaml(v)).routes[0].features.rateLimit.onStoreError, v);
+    assert.throws(
+      () => configFrom(yaml('maybe')),
+      /onStoreError: must be one of local, open, closed/,
+    );
+  });
+});
+
 describe('rateLimit filter (redis store)', { timeout: 30000 }, () => {
   let redisPort;
   let redis;
@@ -201,9 +243,20 @@ routes:
     assert.ok(Number(refused.headers['retry-after']) >= 1);
   });
 
-  test('Redis killed mid-test: fail open and fail closed answer at once, log and publish', async () => {
-    const open = await redisProxy('{ rate: 100/s }', 'failopen');
+  test('Redis killed mid-test: local (default), fail open and fail closed answer at once, log and publish', async () => {
+    const open = await redisProxy('{ rate: 100/s, failOpen: true }', 'failopen');
     const closed = await redisProxy('{ rate: 100/s, failOpen: false }', 'failclosed');
+    // Default (onStoreError: local): the same limit, decided per instance during the outage.
+    const local = await redisProxy('{ rate: 1/m, burst: 2 }', 'faillocal');
+    // failOpen given explicitly wins over onStoreError.
+    const aliasWins = await redisProxy(
+      '{ rate: 1/m, burst: 0, onStoreError: local, failOpen: true }',
+      'aliaswins',
+    );
+    const explicitClosed = await redisProxy(
+      '{ rate: 100/s, onStoreError: closed }',
+      'explicitclosed',
+    );
     assert.equal((await request(`${open.url}/`)).status, 200);
     assert.equal((await request(`${closed.url}/`)).status, 200);
     const events = [];
@@ -218,13 +271,34 @@ routes:
         assert.equal(r.status, 429);
         assert.ok(r.headers['retry-after']);
       }
+      assert.equal((await request(`${explicitClosed.url}/`, { timeout: 5000 })).status, 429);
+      // burst + 1 pass on the local store, then 429 with the usual headers.
+      const localStatuses = [];
+      let refused;
+      for (let i = 0; i < 5; i++) {
+        const r = await request(`${local.url}/`, { timeout: 5000 });
+        localStatuses.push(r.status);
+        if (r.status === 429) refused = r;
+      }
+      assert.deepEqual(localStatuses, [200, 200, 200, 429, 429]);
+      assert.ok(Number(refused.headers['retry-after']) >= 1);
+      assert.match(refused.headers['ratelimit'], /r=0/);
+      for (let i = 0; i < 3; i++)
+        assert.equal((await request(`${aliasWins.url}/`, { timeout: 5000 })).status, 200);
       assert.ok(Date.now() - started < 5000, 'no request hangs on the dead store');
-      assert.ok(events.some((e) => e.failedOpen === true && e.store === 'redis'));
-      assert.ok(events.some((e) => e.failedOpen === false));
+      assert.ok(
+        events.some((e) => e.failedOpen === true && e.fallback === 'open' && e.store === 'redis'),
+      );
+      assert.ok(events.some((e) => e.failedOpen === false && e.fallback === 'closed'));
+      assert.ok(events.some((e) => e.failedOpen === false && e.fallback === 'local'));
       const lines = [...open.logs, ...closed.logs].map((l) => l.message);
       assert.ok(
         lines.some((m) => /rate limit store (failed|unreachable)/.test(m)),
         `log lines: ${lines.join(' | ')}`,
+      );
+      assert.ok(
+        local.logs.some((l) => /rate limit store failed; limiting locally/.test(l.message)),
+        `log lines: ${local.logs.map((l) => l.message).join(' | ')}`,
       );
       // Redis comes back on the same port: decisions resume.
       redis = await startRedis(redisPort);

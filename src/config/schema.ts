@@ -614,9 +614,12 @@ const Route = obj(
         ),
         failOpen: Type.Boolean({
           description:
-            'When the shared store (Redis) cannot answer: true lets requests through, false answers 429.',
-          default: true,
+            'Alias of onStoreError: true = open, false = closed; when given it wins over onStoreError.',
         }),
+        onStoreError: stringEnum(
+          ['local', 'open', 'closed'],
+          'When the shared store (Redis) cannot answer: local (default with Redis) decides with the per-instance memory store and the same limit, open lets requests through, closed answers 429.',
+        ),
       },
       'Limit the request rate (429 past it).',
       ['rate'],

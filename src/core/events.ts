@@ -97,6 +97,8 @@ export interface RateLimitStoreErrorEvent {
   store: string;
   /** True when the request was let through (failOpen). */
   failedOpen: boolean;
+  /** What the route did instead: decided with the per-instance store, let it through, or 429. */
+  fallback?: 'local' | 'open' | 'closed';
   error: string;
 }
 

@@ -18,7 +18,11 @@ interface RateLimitConfig {
   key?: string;
   delay?: string;
   failOpen?: boolean;
+  onStoreError?: StoreErrorFallback;
 }
+
+/** What a route does when its shared store (Redis) cannot decide. */
+export type StoreErrorFallback = 'local' | 'open' | 'closed';
 
 const STATE = 'rateLimit';
 /** At most one "store failing" log line per route in this window; the event fires every time. */
@@ -46,9 +50,23 @@ function sfString(text: string): string {
 }
 
 /**
- * `rateLimit: { rate, burst, key, delay, failOpen }`: GCRA per key (see gcra.ts). Past the limit
- * the answer is 429 with Retry-After; every response on the route carries the IETF `RateLimit`
- * and `RateLimit-Policy` headers. With `delay`, a request that would conform within that time is
+ * The behaviour when the store fails: an explicit `failOpen` wins (true = open, false = closed),
+ * then `onStoreError`, then the default: `local` for Redis, `open` otherwise. `local` needs a
+ * shared store to fall back from; with the memory store it means `open`.
+ */
+export function storeErrorFallback(
+  config: { failOpen?: boolean; onStoreError?: StoreErrorFallback },
+  redis: boolean,
+): StoreErrorFallback {
+  if (config.failOpen !== undefined) return config.failOpen ? 'open' : 'closed';
+  const chosen = config.onStoreError ?? (redis ? 'local' : 'open');
+  return chosen === 'local' && !redis ? 'open' : chosen;
+}
+
+/**
+ * `rateLimit: { rate, burst, key, delay, failOpen, onStoreError }`: GCRA per key (see gcra.ts).
+ * Past the limit the answer is 429 with Retry-After; every response on the route carries the IETF
+ * `RateLimit` and `RateLimit-Policy` headers. With `delay`, a request that would conform within that time is
  * held until its slot instead of refused (nginx's `limit_req` without `nodelay`).
  */
 export const rateLimitFeature: FilterFactory = {
@@ -61,7 +79,6 @@ export const rateLimitFeature: FilterFactory = {
     const limit = gcraLimit(rate.count, rate.perMs, config.burst ?? 0, maxDelayMs);
     const keyOf = compileTemplate(config.key ?? '{client_ip}');
     const keyPrefix = `${route.name}\u0000`;
-    const failOpen = config.failOpen ?? true;
     const policyName = sfString(route.name);
     const policy = `${policyName};q=${rate.count};w=${Math.round(rate.perMs / 1000)}`;
 
@@ -70,6 +87,14 @@ export const rateLimitFeature: FilterFactory = {
     const store: RateLimitStore = useRedis
       ? redisStore(deps, redisUrl)
       : deps.shared<RateLimitStore>(MEMORY_STORE_KEY, () => new MemoryRateLimitStore());
+    const fallback = storeErrorFallback(config, useRedis);
+    // During a Redis outage `local` decides with the per-instance store used without Redis
+    // (the same limit, enforced per instance until Redis answers again).
+    const localStore: RateLimitStore | null =
+      fallback === 'local'
+        ? deps.shared<RateLimitStore>(MEMORY_STORE_KEY, () => new MemoryRateLimitStore())
+        : null;
+    const failVerb = fallback === 'local' ? 'limiting locally' : `failing ${fallback}`;
 
     const headHook = (ctx: RequestContext, head: ResponseHead) => {
       const d = ctx.getState<RateLimitDecision>(STATE);
@@ -82,12 +107,12 @@ export const rateLimitFeature: FilterFactory = {
     };
 
     let lastStoreLog = 0;
-    const onStoreError = (ctx: RequestContext, err: unknown, next: Handler) => {
+    const onStoreError = (ctx: RequestContext, key: string, err: unknown, next: Handler) => {
       const message = err instanceof Error ? err.message : String(err);
       const now = Date.now();
       if (now - lastStoreLog >= STORE_ERROR_LOG_INTERVAL_MS) {
         lastStoreLog = now;
-        deps.log('warn', `rate limit store failed; failing ${failOpen ? 'open' : 'closed'}`, {
+        deps.log('warn', `rate limit store failed; ${failVerb}`, {
           route: route.name,
           store: store.kind,
           error: message,
@@ -97,10 +122,26 @@ export const rateLimitFeature: FilterFactory = {
         channels.rateLimitStoreError.publish({
           ctx,
           store: store.kind,
-          failedOpen: failOpen,
+          failedOpen: fallback === 'open',
+          fallback,
           error: message,
         });
-      if (failOpen) return next(ctx);
+      if (localStore !== null) {
+        // If the per-instance store cannot answer either (a worker's primary gone), let it pass.
+        let local: RateLimitDecision | Promise<RateLimitDecision>;
+        try {
+          local = localStore.take(key, limit);
+        } catch {
+          return next(ctx);
+        }
+        if (local instanceof Promise)
+          return local.then(
+            (d) => apply(ctx, d, next),
+            () => next(ctx),
+          );
+        return apply(ctx, local, next);
+      }
+      if (fallback === 'open') return next(ctx);
       ctx.setState(STATE, {
         allowed: false,
         delayMs: 0,
@@ -138,16 +179,18 @@ export const rateLimitFeature: FilterFactory = {
     return {
       name: 'rateLimit',
       handle(ctx, next) {
+        let key = keyPrefix;
         let result: RateLimitDecision | Promise<RateLimitDecision>;
         try {
-          result = store.take(keyPrefix + keyOf(ctx), limit);
+          key += keyOf(ctx);
+          result = store.take(key, limit);
         } catch (err) {
-          return onStoreError(ctx, err, next);
+          return onStoreError(ctx, key, err, next);
         }
         if (result instanceof Promise)
           return result.then(
             (d) => apply(ctx, d, next),
-            (err: unknown) => onStoreError(ctx, err, next),
+            (err: unknown) => onStoreError(ctx, key, err, next),
           );
         return apply(ctx, result, next);
       },
