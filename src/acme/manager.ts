@@ -5,7 +5,13 @@ import tls from 'node:tls';
 import acme from 'acme-client';
 import type { Config } from '../config/types.js';
 import { managedNames } from './names.js';
-import { DiskAcmeStore, type AcmeStore, type StoredCertificate } from './store.js';
+import { RedisAcmeShare } from './redis-store.js';
+import {
+  DiskAcmeStore,
+  type AcmeStore,
+  type StoredAccount,
+  type StoredCertificate,
+} from './store.js';
 
 type LogFn = (
   level: 'info' | 'warn' | 'error',
@@ -42,6 +48,12 @@ export interface AcmeManagerOptions {
   retryBaseMs?: number;
   /** Default 12 h. */
   maxRetryMs?: number;
+  /** With `redis.url`: the order lock's lifetime, renewed while ordering. Default 10 min. */
+  lockTtlMs?: number;
+  /** With `redis.url`: how often an instance waiting on another's order looks. Default 2 s. */
+  pollMs?: number;
+  /** With `redis.url`: the timeout of each Redis call. Default 2 s. */
+  redisCommandTimeoutMs?: number;
 }
 
 /** A certificate the manager serves; its identity is what the TLS side caches contexts by. */
@@ -126,6 +138,12 @@ export class AcmeManager {
   private running = false;
   private stopped = false;
   private readonly customStore: boolean;
+  private readonly lockTtlMs: number;
+  private readonly pollMs: number;
+  private readonly redisCommandTimeoutMs: number;
+  /** Certificates, account and order locks shared through Redis, when `redis.url` is set. */
+  private shared: RedisAcmeShare | null = null;
+  private sharedKey: string | undefined;
 
   constructor(settings: AcmeSettings, options: AcmeManagerOptions) {
     this.settings = settings;
@@ -134,6 +152,9 @@ export class AcmeManager {
     this.retryBaseMs = options.retryBaseMs ?? 60_000;
     this.maxRetryMs = options.maxRetryMs ?? 12 * 3600 * 1000;
     this.customStore = options.store !== undefined;
+    this.lockTtlMs = options.lockTtlMs ?? 10 * 60 * 1000;
+    this.pollMs = options.pollMs ?? 2000;
+    this.redisCommandTimeoutMs = options.redisCommandTimeoutMs ?? 2000;
     this.store = options.store ?? this.diskStore(settings);
     this.applyTrust(settings);
   }
@@ -187,6 +208,7 @@ export class AcmeManager {
       if (!this.customStore) this.store = this.diskStore(settings);
     }
     this.settings = settings;
+    this.updateShared((config.features.redis as { url?: string } | undefined)?.url);
     const types: ChallengeType[] = [];
     if (config.listeners.some((l) => l.tls === undefined)) types.push('http-01');
     if (config.listeners.some((l) => l.tls !== undefined)) types.push('tls-alpn-01');
@@ -204,6 +226,37 @@ export class AcmeManager {
       }
     }
     if (this.timer !== null || this.running) this.schedule();
+  }
+
+  /** Opens (or closes) the Redis share when `redis.url` or the directory changes. */
+  private updateShared(url: string | undefined): void {
+    const directoryUrl = this.settings.directory ?? DEFAULT_DIRECTORY;
+    const key = url === undefined ? undefined : `${url} ${directoryUrl}`;
+    if (key === this.sharedKey) return;
+    this.shared?.close();
+    this.shared = null;
+    this.sharedKey = key;
+    if (url === undefined) return;
+    this.shared = new RedisAcmeShare({
+      url,
+      directoryUrl,
+      log: this.log,
+      commandTimeoutMs: this.redisCommandTimeoutMs,
+    });
+  }
+
+  /** Runs a Redis call; on failure logs and answers `fallback` (disk-only behaviour). */
+  private async sharedCall<T>(what: string, fallback: T, fn: (s: RedisAcmeShare) => Promise<T>) {
+    const shared = this.shared;
+    if (shared === null) return fallback;
+    try {
+      return await fn(shared);
+    } catch (err) {
+      this.log('warn', `acme: redis ${what} failed; using local storage only`, {
+        error: (err as Error).message,
+      });
+      return fallback;
+    }
   }
 
   /** Loads stored certificates for the managed names, then starts ordering what is missing. */
@@ -225,20 +278,60 @@ export class AcmeManager {
           error: String(err),
         });
       }
-      if (stored === null) continue;
-      const parsed = parseCertificate(stored);
-      if (parsed === null || parsed.notAfter <= this.now() || !parsed.names.includes(name)) {
+      let parsed = stored === null ? null : this.usable(name, stored);
+      if (stored !== null && parsed === null) {
         this.log('warn', 'acme: stored certificate is unusable (expired, wrong key or name)', {
           name,
         });
-        continue;
       }
+      if (this.shared !== null) {
+        const fromRedis = await this.sharedCall('read', null, (s) => s.readCertificate(name));
+        const remote = fromRedis === null ? null : this.usable(name, fromRedis);
+        if (remote !== null && (parsed === null || remote.notAfter > parsed.notAfter)) {
+          parsed = remote;
+          await this.writeLocal(name, remote);
+          this.log('info', 'acme: certificate loaded from redis', { name });
+        } else if (parsed !== null && (remote === null || remote.notAfter < parsed.notAfter)) {
+          const local = parsed;
+          await this.sharedCall('write', undefined, (s) =>
+            s.writeCertificate(name, {
+              cert: local.cert,
+              key: local.key,
+              notAfter: local.notAfter,
+            }),
+          );
+        }
+      }
+      if (parsed === null) continue;
       this.install(name, entry, parsed);
+    }
+  }
+
+  /** A stored certificate for `name` that can serve now, or null. */
+  private usable(name: string, stored: StoredCertificate): ManagedCertificate | null {
+    const parsed = parseCertificate(stored);
+    if (parsed === null || parsed.notAfter <= this.now() || !parsed.names.includes(name)) {
+      return null;
+    }
+    return parsed;
+  }
+
+  private async writeLocal(name: string, c: ManagedCertificate): Promise<void> {
+    try {
+      await this.store.writeCertificate(name, { cert: c.cert, key: c.key });
+    } catch (err) {
+      this.log('warn', 'acme: cannot store a certificate on disk', {
+        name,
+        error: String(err),
+      });
     }
   }
 
   stop(): void {
     this.stopped = true;
+    this.shared?.close();
+    this.shared = null;
+    this.sharedKey = undefined;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -329,9 +422,21 @@ export class AcmeManager {
     if (this.client !== null) return this.client;
     const directoryUrl = this.settings.directory ?? DEFAULT_DIRECTORY;
     let account = await this.store.readAccount();
+    if (account === null && this.shared !== null) {
+      account = await this.sharedCall('read', null, (s) => s.readAccount());
+      if (account !== null) await this.store.writeAccount(account);
+    }
     if (account === null) {
-      account = { key: (await acme.crypto.createPrivateEcdsaKey()).toString(), url: '' };
+      const created: StoredAccount = {
+        key: (await acme.crypto.createPrivateEcdsaKey()).toString(),
+        url: '',
+      };
+      // Another instance may have created one meanwhile: the first one in Redis wins.
+      account = await this.sharedCall('write', created, (s) => s.offerAccount(created));
       await this.store.writeAccount(account);
+    } else if (this.shared !== null) {
+      const local = account;
+      await this.sharedCall('write', local, (s) => s.offerAccount(local));
     }
     this.client = new acme.Client({
       directoryUrl,
@@ -345,7 +450,108 @@ export class AcmeManager {
     return this.client;
   }
 
+  /**
+   * Orders a certificate for `name`; with Redis, first takes the name's order lock so only one
+   * instance orders, and the others wait for its certificate in Redis and serve that one.
+   */
   private async obtain(name: string, entry: Entry): Promise<void> {
+    if (this.shared === null) return this.order(name, entry);
+    if (await this.adoptShared(name, entry)) return;
+    const deadline = Date.now() + this.lockTtlMs;
+    let waitingLogged = false;
+    for (;;) {
+      const shared: RedisAcmeShare | null = this.shared;
+      if (shared === null) return this.order(name, entry);
+      let token: string | null;
+      try {
+        token = await shared.lock(name, this.lockTtlMs);
+      } catch (err) {
+        this.log('warn', 'acme: redis order lock unavailable; ordering without it', {
+          name,
+          error: (err as Error).message,
+        });
+        return this.order(name, entry);
+      }
+      if (token !== null) return this.orderLocked(shared, name, entry, token);
+      if (!waitingLogged) {
+        waitingLogged = true;
+        this.log('info', 'acme: another instance is ordering; waiting for its certificate', {
+          name,
+        });
+      }
+      for (;;) {
+        if (this.stopped || this.shared !== shared) return;
+        if (Date.now() >= deadline) {
+          this.fail(name, entry, new Error('timed out waiting for another instance to order'));
+          return;
+        }
+        await new Promise<void>((resolve) => setTimeout(resolve, this.pollMs).unref());
+        if (this.stopped || this.shared !== shared) return;
+        if (await this.adoptShared(name, entry)) return;
+        const locked = await this.sharedCall('lock check', false, (s) => s.isLocked(name));
+        if (!locked) break; // the holder finished without a certificate or died: try to order
+      }
+    }
+  }
+
+  /** Serves a certificate another instance stored in Redis when it is newer and not yet due. */
+  private async adoptShared(name: string, entry: Entry): Promise<boolean> {
+    const fromRedis = await this.sharedCall('read', null, (s) => s.readCertificate(name));
+    const remote = fromRedis === null ? null : this.usable(name, fromRedis);
+    if (remote === null || renewalTime(remote) <= this.now()) return false;
+    if (entry.certificate !== null && remote.notAfter <= entry.certificate.notAfter) return false;
+    await this.writeLocal(name, remote);
+    entry.failures = 0;
+    entry.nextAttemptAt = 0;
+    entry.lastError = null;
+    if (this.entries.get(name) === entry) this.install(name, entry, remote);
+    this.log('info', 'acme: certificate loaded from redis', {
+      name,
+      notAfter: new Date(remote.notAfter).toISOString(),
+    });
+    return true;
+  }
+
+  /** Orders while holding the lock, renewing it meanwhile; releases it only if still ours. */
+  private async orderLocked(
+    shared: RedisAcmeShare,
+    name: string,
+    entry: Entry,
+    token: string,
+  ): Promise<void> {
+    const renew = setInterval(
+      () => {
+        shared.renew(name, token, this.lockTtlMs).catch(() => undefined);
+      },
+      Math.max(1000, Math.floor(this.lockTtlMs / 3)),
+    );
+    renew.unref();
+    try {
+      await this.order(name, entry);
+    } finally {
+      clearInterval(renew);
+      await shared.unlock(name, token).catch(() => undefined);
+    }
+  }
+
+  private fail(name: string, entry: Entry, err: unknown): void {
+    const renewing = entry.certificate !== null;
+    entry.failures++;
+    const delay = Math.min(this.retryBaseMs * 2 ** (entry.failures - 1), this.maxRetryMs);
+    entry.nextAttemptAt = this.now() + delay;
+    entry.lastError = (err as Error).message;
+    this.log(renewing ? 'warn' : 'error', 'acme: order failed; will retry', {
+      name,
+      error: entry.lastError,
+      failures: entry.failures,
+      retryInMs: delay,
+      ...(renewing && entry.certificate
+        ? { validUntil: new Date(entry.certificate.notAfter).toISOString() }
+        : {}),
+    });
+  }
+
+  private async order(name: string, entry: Entry): Promise<void> {
     const renewing = entry.certificate !== null;
     this.log('info', renewing ? 'acme: renewing certificate' : 'acme: obtaining certificate', {
       name,
@@ -393,11 +599,20 @@ export class AcmeManager {
       const accountUrl = client.getAccountUrl();
       const stored = await this.store.readAccount();
       if (stored !== null && stored.url !== accountUrl) {
-        await this.store.writeAccount({ key: stored.key, url: accountUrl });
+        const updated = { key: stored.key, url: accountUrl };
+        await this.store.writeAccount(updated);
+        await this.sharedCall('write', undefined, (s) => s.writeAccount(updated));
       }
       const certificate = parseCertificate({ cert: chain, key: key.toString() });
       if (certificate === null) throw new Error('the ACME server returned an unusable certificate');
       await this.store.writeCertificate(name, { cert: certificate.cert, key: certificate.key });
+      await this.sharedCall('write', undefined, (s) =>
+        s.writeCertificate(name, {
+          cert: certificate.cert,
+          key: certificate.key,
+          notAfter: certificate.notAfter,
+        }),
+      );
       entry.failures = 0;
       entry.nextAttemptAt = 0;
       entry.lastError = null;
@@ -408,19 +623,7 @@ export class AcmeManager {
         renewAt: new Date(renewalTime(certificate)).toISOString(),
       });
     } catch (err) {
-      entry.failures++;
-      const delay = Math.min(this.retryBaseMs * 2 ** (entry.failures - 1), this.maxRetryMs);
-      entry.nextAttemptAt = this.now() + delay;
-      entry.lastError = (err as Error).message;
-      this.log(renewing ? 'warn' : 'error', 'acme: order failed; will retry', {
-        name,
-        error: entry.lastError,
-        failures: entry.failures,
-        retryInMs: delay,
-        ...(renewing && entry.certificate
-          ? { validUntil: new Date(entry.certificate.notAfter).toISOString() }
-          : {}),
-      });
+      this.fail(name, entry, err);
     }
   }
 }

@@ -1,0 +1,418 @@
+// ACME state shared through Redis: two Switchyard instances (one process, own storage folders)
+// share one real redis-server and one pebble. Only the instance holding the Redis order lock
+// orders; the other waits for the certificate in Redis and serves the same one.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { configFrom, sparePort, startRedis, stopRedis } from './helpers.mjs';
+import { Switchyard } from '../dist/main.js';
+
+function installed(cmd, file) {
+  try {
+    execFileSync(cmd, ['-h'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    return err.code !== 'ENOENT' && existsSync(file);
+  }
+}
+const skip = !installed('pebble', '/usr/bin/pebble')
+  ? 'pebble is not installed (apt-get install pebble)'
+  : !installed('redis-server', '/usr/bin/redis-server')
+    ? 'redis-server is not installed'
+    : false;
+
+/** A DNS server answering every A query with 127.0.0.1 (and AAAA with no address). */
+async function startDns() {
+  const socket = dgram.createSocket('udp4');
+  socket.on('message', (msg, rinfo) => {
+    if (msg.length < 12) return;
+    let offset = 12;
+    while (offset < msg.length && msg[offset] !== 0) offset += msg[offset] + 1;
+    const questionEnd = offset + 5;
+    if (questionEnd > msg.length) return;
+    const qtype = msg.readUInt16BE(offset + 1);
+    const header = Buffer.alloc(12);
+    msg.copy(header, 0, 0, 2); // id
+    header.writeUInt16BE(0x8400 | (msg.readUInt16BE(2) & 0x0100), 2); // QR, AA, RD copied
+    header.writeUInt16BE(1, 4); // one question
+    const answers = [];
+    if (qtype === 1) {
+      const rr = Buffer.alloc(16);
+      rr.writeUInt16BE(0xc00c, 0); // the question's name
+      rr.writeUInt16BE(1, 2); // A
+      rr.writeUInt16BE(1, 4); // IN
+      rr.writeUInt32BE(60, 6);
+      rr.writeUInt16BE(4, 10);
+      Buffer.from([127, 0, 0, 1]).copy(rr, 12);
+      answers.push(rr);
+    }
+    header.writeUInt16BE(answers.length, 6);
+    socket.send(
+      Buffer.concat([header, msg.subarray(12, questionEnd), ...answers]),
+      rinfo.port,
+      rinfo.address,
+    );
+  });
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  return { port: socket.address().port, close: () => socket.close() };
+}
+
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+function openssl(args, cwd) {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** The CA and certificate pebble's own HTTPS API uses (it must name 127.0.0.1). */
+function makeApiCertificate(dir) {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'api-ca-key.pem',
+      '-out',
+      'api-ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=pebble API test CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    ],
+    dir,
+  );
+  openssl(
+    ['req', '-new', ...ec, '-keyout', 'api-key.pem', '-out', 'api.csr', '-subj', '/CN=127.0.0.1'],
+    dir,
+  );
+  writeFileSync(
+    path.join(dir, 'api.ext'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'api.csr',
+      '-CA',
+      'api-ca.pem',
+      '-CAkey',
+      'api-ca-key.pem',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      'api.ext',
+      '-out',
+      'api.pem',
+    ],
+    dir,
+  );
+}
+
+let dir;
+let dns;
+let pebble;
+let ports;
+let pebbleOutput = '';
+let redis;
+let redisPort;
+
+before(async () => {
+  if (skip) return;
+  redisPort = await sparePort();
+  redis = await startRedis(redisPort);
+  dir = mkdtempSync(path.join(tmpdir(), 'sy-acme-'));
+  makeApiCertificate(dir);
+  dns = await startDns();
+  ports = {
+    http: await freePort(),
+    tls: await freePort(),
+    api: await freePort(),
+    management: await freePort(),
+  };
+  writeFileSync(
+    path.join(dir, 'pebble.json'),
+    JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${ports.api}`,
+        managementListenAddress: `127.0.0.1:${ports.management}`,
+        certificate: path.join(dir, 'api.pem'),
+        privateKey: path.join(dir, 'api-key.pem'),
+        httpPort: ports.http,
+        tlsPort: ports.tls,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    }),
+  );
+  pebble = spawn(
+    'pebble',
+    ['-config', path.join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`],
+    {
+      env: {
+        ...process.env,
+        PEBBLE_VA_NOSLEEP: '1',
+        PEBBLE_WFE_NONCEREJECT: '0',
+        PEBBLE_AUTHZREUSE: '0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  await new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      pebbleOutput += chunk;
+      if (pebbleOutput.includes('ACME directory available')) resolve();
+    };
+    pebble.stdout.on('data', onData);
+    pebble.stderr.on('data', onData);
+    pebble.once('exit', (code) => reject(new Error(`pebble exited (${code}):\n${pebbleOutput}`)));
+  });
+});
+
+after(async () => {
+  if (pebble) {
+    pebble.kill();
+    await once(pebble, 'exit').catch(() => undefined);
+  }
+  dns?.close();
+  if (redis) await stopRedis(redis);
+});
+
+/** pebble's issuing root, from its management API. */
+async function pebbleRoot() {
+  return new Promise((resolve, reject) => {
+    https
+      .get(
+        `https://127.0.0.1:${ports.management}/roots/0`,
+        { ca: readFileSync(path.join(dir, 'api-ca.pem')) },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        },
+      )
+      .on('error', reject);
+  });
+}
+
+/** A TLS handshake with SNI; resolves { authorized, error, peer, alpn, body } after a GET. */
+function fetchOverTls(port, servername, ca) {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['http/1.1'] },
+      () => {
+        const result = {
+          authorized: socket.authorized,
+          error: socket.authorizationError,
+          peer: socket.getPeerCertificate(true),
+          alpn: socket.alpnProtocol,
+        };
+        socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+        let data = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (c) => (data += c));
+        socket.on('end', () => resolve({ ...result, response: data }));
+      },
+    );
+    socket.on('error', reject);
+  });
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function directory() {
+  return `https://127.0.0.1:${ports.api}/dir`;
+}
+
+function yamlFor({ name, http, tls: tlsPort, storage, redisUrl }) {
+  return `
+listeners:
+  - name: web
+    address: 127.0.0.1:${http}
+  - name: websecure
+    address: 127.0.0.1:${tlsPort}
+    tls: { certificates: [] }
+routes:
+  - match: { listener: web }
+    redirect: { location: "https://{host}{uri}", status: 308 }
+  - match: { host: [${name}] }
+    respond: { status: 200, body: "hello over acme\\n" }
+acme:
+  email: ops@example.com
+  directory: ${directory()}
+  caRoot: ${path.join(dir, 'api-ca.pem')}
+  storage: ${storage}
+redis: { url: "${redisUrl}" }
+`;
+}
+
+/** Starts an instance; `seen(message)` resolves when that log message first appears. */
+async function startInstance(yaml) {
+  const logs = [];
+  const waiting = [];
+  const proxy = await Switchyard.start(configFrom(yaml), {
+    announce: false,
+    log: (level, message, fields) => {
+      logs.push({ level, message, ...fields });
+      for (const w of waiting) if (w.message === message) w.resolve();
+    },
+    acme: { pollMs: 200 },
+  });
+  const seen = (message) =>
+    logs.some((l) => l.message === message)
+      ? Promise.resolve()
+      : new Promise((resolve) => waiting.push({ message, resolve }));
+  return { proxy, logs, seen, close: () => proxy.stop(1000) };
+}
+
+const issuedCount = () => (pebbleOutput.match(/Issued certificate serial/g) ?? []).length;
+const orders = (logs) => logs.filter((l) => l.message === 'acme: obtaining certificate').length;
+
+test(
+  'two instances sharing Redis: one orders, both serve the same certificate; a third loads it',
+  { skip },
+  async () => {
+    const redisUrl = `redis://127.0.0.1:${redisPort}`;
+    const name = 'shared.example.com';
+    const issuedBefore = issuedCount();
+    // A answers pebble's challenges (pebble validates on its fixed ports); B listens elsewhere.
+    const a = await startInstance(
+      yamlFor({ name, http: ports.http, tls: ports.tls, storage: path.join(dir, 'a'), redisUrl }),
+    );
+    const other = { http: await freePort(), tls: await freePort() };
+    let b;
+    try {
+      await withTimeout(a.seen('acme: obtaining certificate'), 10000, 'A starts ordering');
+      b = await startInstance(yamlFor({ name, ...other, storage: path.join(dir, 'b'), redisUrl }));
+      const [certA, certB] = await withTimeout(
+        Promise.all([a.proxy.acme.whenCertificate(name), b.proxy.acme.whenCertificate(name)]),
+        25000,
+        `certificates; A: ${JSON.stringify(a.logs)} B: ${JSON.stringify(b.logs)}`,
+      );
+      assert.equal(certB.serialNumber, certA.serialNumber);
+      assert.equal(orders(a.logs), 1);
+      assert.equal(orders(b.logs), 0, 'B never orders');
+      assert.ok(
+        b.logs.some(
+          (l) => l.message === 'acme: another instance is ordering; waiting for its certificate',
+        ),
+      );
+      assert.ok(b.logs.some((l) => l.message === 'acme: certificate loaded from redis'));
+      assert.equal(issuedCount() - issuedBefore, 1, 'pebble issued exactly one certificate');
+
+      const root = await pebbleRoot();
+      for (const port of [ports.tls, other.tls]) {
+        const res = await fetchOverTls(port, name, root);
+        assert.equal(res.authorized, true, String(res.error));
+        assert.equal(new X509Certificate(res.peer.raw).serialNumber, certA.serialNumber);
+        assert.match(res.response, /hello over acme/);
+      }
+      // B stored it on its own disk as well.
+      const folder = `127.0.0.1_${ports.api}_dir`;
+      assert.equal(
+        readFileSync(path.join(dir, 'b', folder, 'certificates', name, 'cert.pem'), 'utf8'),
+        certA.cert,
+      );
+      // What Redis holds: the certificate with key and expiry, one account, no lock left.
+      const client = new Redis(redisUrl);
+      try {
+        const prefix = `switchyard:acme:${folder}:`;
+        const stored = JSON.parse(await client.get(`${prefix}cert:${name}`));
+        assert.equal(stored.cert, certA.cert);
+        assert.equal(stored.key, certA.key);
+        assert.equal(stored.notAfter, certA.notAfter);
+        assert.match(JSON.parse(await client.get(`${prefix}account`)).key, /PRIVATE KEY/);
+        assert.equal(await client.exists(`${prefix}lock:${name}`), 0);
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      await b?.close();
+      await a.close();
+    }
+
+    // A third instance with an empty disk serves the shared certificate from the start.
+    const c = await startInstance(
+      yamlFor({ name, ...other, storage: path.join(dir, 'c'), redisUrl }),
+    );
+    try {
+      const loaded = c.proxy.acme.certificateFor(name);
+      assert.ok(loaded, 'loaded from redis at start');
+      const res = await fetchOverTls(other.tls, name, await pebbleRoot());
+      assert.equal(new X509Certificate(res.peer.raw).serialNumber, loaded.serialNumber);
+      assert.equal(orders(c.logs), 0);
+      assert.equal(issuedCount() - issuedBefore, 1);
+    } finally {
+      await c.close();
+    }
+  },
+);
+
+test(
+  'an unreachable Redis falls back to disk-only ordering with a log line',
+  { skip },
+  async () => {
+    const deadUrl = `redis://127.0.0.1:${await sparePort()}`;
+    const name = 'alone.example.com';
+    const storage = path.join(dir, 'alone');
+    const inst = await startInstance(
+      yamlFor({ name, http: ports.http, tls: ports.tls, storage, redisUrl: deadUrl }),
+    );
+    try {
+      const cert = await withTimeout(
+        inst.proxy.acme.whenCertificate(name),
+        25000,
+        `certificate; logs: ${JSON.stringify(inst.logs)}`,
+      );
+      assert.deepEqual(cert.names, [name]);
+      assert.ok(
+        inst.logs.some(
+          (l) => l.message === 'acme: redis unreachable; certificates are stored on disk only',
+        ),
+      );
+      const res = await fetchOverTls(ports.tls, name, await pebbleRoot());
+      assert.equal(new X509Certificate(res.peer.raw).serialNumber, cert.serialNumber);
+      assert.ok(
+        existsSync(
+          path.join(storage, `127.0.0.1_${ports.api}_dir`, 'certificates', name, 'cert.pem'),
+        ),
+      );
+    } finally {
+      await inst.close();
+    }
+  },
+);
