@@ -8,7 +8,9 @@ export type { H1DispatchHandler } from './connection.js';
 export { H1ClientError, ResponseParseError } from './common.js';
 
 /**
- * The module-level switch: `SWITCHYARD_UPSTREAM_CLIENT=undici` keeps every upstream on undici
- * (read once, at start).
+ * The module-level switch, read once at start: `SWITCHYARD_UPSTREAM_CLIENT=h1` puts plain
+ * http1 upstreams on this client. It is opt-in: on a quiet machine it was 1.18x undici's
+ * requests/s at 1 KiB but 2-4x slower at 100 KiB (docs/performance.md), so undici stays the
+ * default until the large-body path is fixed.
  */
-export const h1ClientEnabled = process.env.SWITCHYARD_UPSTREAM_CLIENT !== 'undici';
+export const h1ClientEnabled = process.env.SWITCHYARD_UPSTREAM_CLIENT === 'h1';
