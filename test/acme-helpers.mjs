@@ -1,9 +1,10 @@
 // Shared by the ACME tests: a DNS server that resolves every name to 127.0.0.1 for pebble, spare
 // ports, and the certificate pebble's API serves.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -107,4 +108,68 @@ export function makeApiCertificate(dir) {
     ],
     dir,
   );
+}
+
+/**
+ * Starts pebble on loopback ports with the DNS server above. `output()` is everything pebble
+ * printed so far (tests count issued certificates in it); `stop()` ends both.
+ */
+export async function startPebble() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sy-acme-'));
+  makeApiCertificate(dir);
+  const dns = await startDns();
+  const ports = {
+    http: await freePort(),
+    tls: await freePort(),
+    api: await freePort(),
+    management: await freePort(),
+  };
+  writeFileSync(
+    path.join(dir, 'pebble.json'),
+    JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${ports.api}`,
+        managementListenAddress: `127.0.0.1:${ports.management}`,
+        certificate: path.join(dir, 'api.pem'),
+        privateKey: path.join(dir, 'api-key.pem'),
+        httpPort: ports.http,
+        tlsPort: ports.tls,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    }),
+  );
+  const pebble = spawn(
+    'pebble',
+    ['-config', path.join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`],
+    {
+      env: {
+        ...process.env,
+        PEBBLE_VA_NOSLEEP: '1',
+        PEBBLE_WFE_NONCEREJECT: '0',
+        PEBBLE_AUTHZREUSE: '0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  await new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      output += chunk;
+      if (output.includes('ACME directory available')) resolve();
+    };
+    pebble.stdout.on('data', onData);
+    pebble.stderr.on('data', onData);
+    pebble.once('exit', (code) => reject(new Error(`pebble exited (${code}):\n${output}`)));
+  });
+  return {
+    dir,
+    ports,
+    output: () => output,
+    async stop() {
+      pebble.kill();
+      await once(pebble, 'exit').catch(() => undefined);
+      dns.close();
+    },
+  };
 }

@@ -3,11 +3,9 @@
 // its TLS listener, and a tiny DNS server here resolves every name to 127.0.0.1 for pebble.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -26,70 +24,21 @@ const hasPebble = (() => {
 const skip = hasPebble ? false : 'pebble is not installed (apt-get install pebble)';
 
 /** A DNS server answering every A query with 127.0.0.1 (and AAAA with no address). */
-import { startDns, freePort, makeApiCertificate } from './acme-helpers.mjs';
+import { freePort, startPebble } from './acme-helpers.mjs';
 
 let dir;
-let dns;
 let pebble;
 let ports;
-let pebbleOutput = '';
 
 before(async () => {
   if (skip) return;
-  dir = mkdtempSync(path.join(tmpdir(), 'sy-acme-'));
-  makeApiCertificate(dir);
-  dns = await startDns();
-  ports = {
-    http: await freePort(),
-    tls: await freePort(),
-    api: await freePort(),
-    management: await freePort(),
-  };
-  writeFileSync(
-    path.join(dir, 'pebble.json'),
-    JSON.stringify({
-      pebble: {
-        listenAddress: `127.0.0.1:${ports.api}`,
-        managementListenAddress: `127.0.0.1:${ports.management}`,
-        certificate: path.join(dir, 'api.pem'),
-        privateKey: path.join(dir, 'api-key.pem'),
-        httpPort: ports.http,
-        tlsPort: ports.tls,
-        ocspResponderURL: '',
-        externalAccountBindingRequired: false,
-      },
-    }),
-  );
-  pebble = spawn(
-    'pebble',
-    ['-config', path.join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`],
-    {
-      env: {
-        ...process.env,
-        PEBBLE_VA_NOSLEEP: '1',
-        PEBBLE_WFE_NONCEREJECT: '0',
-        PEBBLE_AUTHZREUSE: '0',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  await new Promise((resolve, reject) => {
-    const onData = (chunk) => {
-      pebbleOutput += chunk;
-      if (pebbleOutput.includes('ACME directory available')) resolve();
-    };
-    pebble.stdout.on('data', onData);
-    pebble.stderr.on('data', onData);
-    pebble.once('exit', (code) => reject(new Error(`pebble exited (${code}):\n${pebbleOutput}`)));
-  });
+  pebble = await startPebble();
+  dir = pebble.dir;
+  ports = pebble.ports;
 });
 
 after(async () => {
-  if (pebble) {
-    pebble.kill();
-    await once(pebble, 'exit').catch(() => undefined);
-  }
-  dns?.close();
+  await pebble?.stop();
 });
 
 function directory() {
