@@ -179,6 +179,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   private body: Dispatcher.DispatchOptions['body'] = null;
   private resume: (() => void) | null = null;
   private sendTimer: NodeJS.Timeout | null = null;
+  /** A gRPC trailers-only head held back until we know whether a body follows (see onHeaders). */
+  private heldHead: { status: number; headers: Record<string, string | string[]> } | null = null;
   private readonly onDrain = () => {
     if (!this.done) this.resume?.();
   };
@@ -407,9 +409,46 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.clearSendTimer();
     const headers = buildClientResponseHeaders(ctx, rawHeaders, this.host);
     if (group.sticky !== null) group.sticky.pin(ctx, this.host, headers);
-    ctx.writeHead(status, headers);
     this.resume = resume;
+    if (ctx.req.httpVersionMajor === 2 && headers['grpc-status'] !== undefined) {
+      // A gRPC "trailers-only" response (an error status and no message) is one HEADERS frame
+      // with END_STREAM: grpc-status in the head. Written now, the head would go out without
+      // END_STREAM and clients would take it as initial metadata followed by no status; so it
+      // waits for the upstream's end and leaves together with it.
+      this.heldHead = { status, headers: headers as Record<string, string | string[]> };
+      return true;
+    }
+    ctx.writeHead(status, headers);
     return true;
+  }
+
+  /** Writes a held gRPC head; with `end`, as a single HEADERS frame that ends the stream. */
+  private writeHeldHead(end: boolean): void {
+    const held = this.heldHead!;
+    this.heldHead = null;
+    const res = this.ctx.res as unknown as {
+      writeHead: (status: number, headers: Record<string, string | string[]>) => unknown;
+      setHeader: (name: string, value: string | string[]) => unknown;
+      statusCode: number;
+      end: () => void;
+    };
+    if (!end) {
+      this.ctx.writeHead(held.status, held.headers);
+      return;
+    }
+    // node's HTTP/2 compatibility response sets END_STREAM on the head only when end() writes
+    // it: so the head (after the context's hooks) is stored as headers, and end() sends both.
+    res.writeHead = (status, headers) => {
+      res.statusCode = status;
+      for (const name of Object.keys(headers)) res.setHeader(name, headers[name]);
+      return res;
+    };
+    try {
+      this.ctx.writeHead(held.status, held.headers);
+    } finally {
+      delete (res as { writeHead?: unknown }).writeHead;
+    }
+    res.end();
   }
 
   private forwardEarlyHints(rawHeaders: Buffer[]): void {
@@ -428,6 +467,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     if (this.done) return false;
     const res = this.ctx.res;
+    if (this.heldHead !== null) this.writeHeldHead(false);
     if (res.write(chunk)) return true;
     // node's writable says "full" past 16 KiB; pausing undici then costs an event-loop round
     // trip per 64 KiB chunk. Keep reading until a bounded amount is buffered for this client.
@@ -442,6 +482,16 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.done) return;
     this.finish();
     const res = this.ctx.res;
+    if (this.heldHead !== null) {
+      const empty =
+        trailers === null ||
+        (Array.isArray(trailers) ? trailers.length === 0 : Object.keys(trailers).length === 0);
+      if (empty) {
+        this.writeHeldHead(true);
+        return;
+      }
+      this.writeHeldHead(false);
+    }
     if (trailers !== null && !Array.isArray(trailers)) {
       // undici's HTTP/2 client hands trailers over as an object (e.g. gRPC's grpc-status).
       trailers = Object.entries(trailers as Record<string, string | string[]>).flatMap(
