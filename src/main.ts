@@ -86,6 +86,7 @@ export class Switchyard {
   private readonly acmeProvider: CertificateProvider = {
     certificateFor: (name) => this.acme?.certificateFor(name),
     alpnChallenge: (name) => this.acme?.alpnChallenge(name),
+    sharedAlpnChallenge: (name) => this.acme?.sharedAlpnChallenge(name),
   };
 
   private constructor(config: Config, options: StartOptions) {
@@ -137,7 +138,7 @@ export class Switchyard {
     const listener = new Listener(config, {
       dispatcher: () => this.runtime,
       log: this.log,
-      acmeChallenge: (token) => this.acme?.httpChallenge(token),
+      acmeChallenge: (token) => this.acme?.lookupHttpChallenge(token),
     });
     tlsTerminatorOf(listener.server)?.setProvider(this.acmeProvider);
     this.prepareListen?.(listener.server, config);

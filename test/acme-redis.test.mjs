@@ -263,3 +263,157 @@ test(
     }
   },
 );
+
+/**
+ * An instance that manages no name (its one route matches every host) but has `acme` and
+ * listens where pebble validates: it can only answer from what the ordering instance shared.
+ */
+function responderYaml({ http, tls: tlsPort, storage, redisUrl }) {
+  return `
+listeners:
+${http === undefined ? '' : `  - { name: web, address: "127.0.0.1:${http}" }\n`}  - { name: websecure, address: "127.0.0.1:${tlsPort}", tls: { certificates: [] } }
+routes:
+  - respond: { status: 200, body: "responder\\n" }
+acme:
+  email: ops@example.com
+  directory: ${directory()}
+  caRoot: ${path.join(dir, 'api-ca.pem')}
+  storage: ${storage}
+${redisUrl ? `redis: { url: "${redisUrl}" }` : ''}
+`;
+}
+
+/** The ordering instance: `name` on its own ports, which pebble never connects to. */
+function ordererYaml({ name, http, tls: tlsPort, storage, redisUrl }) {
+  return `
+listeners:
+${http === undefined ? '' : `  - { name: web, address: "127.0.0.1:${http}" }\n`}  - { name: websecure, address: "127.0.0.1:${tlsPort}", tls: { certificates: [] } }
+routes:
+  - match: { host: [${name}] }
+    respond: { status: 200, body: "ordered by A\\n" }
+acme:
+  email: ops@example.com
+  directory: ${directory()}
+  caRoot: ${path.join(dir, 'api-ca.pem')}
+  storage: ${storage}
+${redisUrl ? `redis: { url: "${redisUrl}" }` : ''}
+`;
+}
+
+/** Runs an order on A while pebble's validation lands on B; returns A's certificate. */
+async function orderThroughOther({ name, challenge, shareStorage, redisUrl }) {
+  const issuedBefore = issuedCount();
+  const storageA = path.join(dir, `${name}-a`);
+  const storageB = shareStorage ? storageA : path.join(dir, `${name}-b`);
+  // B takes pebble's validation port for the challenge type; A has spare ports only.
+  const b = await startInstance(
+    responderYaml({
+      http: challenge === 'http-01' ? ports.http : undefined,
+      tls: challenge === 'tls-alpn-01' ? ports.tls : await freePort(),
+      storage: storageB,
+      redisUrl,
+    }),
+  );
+  let a;
+  try {
+    a = await startInstance(
+      ordererYaml({
+        name,
+        http: challenge === 'http-01' ? await freePort() : undefined,
+        tls: await freePort(),
+        storage: storageA,
+        redisUrl,
+      }),
+    );
+    const cert = await withTimeout(
+      a.proxy.acme.whenCertificate(name),
+      25000,
+      `certificate; A: ${JSON.stringify(a.logs)} B: ${JSON.stringify(b.logs)}`,
+    );
+    assert.deepEqual(cert.names, [name]);
+    assert.equal(orders(a.logs), 1, 'A ordered once');
+    assert.ok(
+      !a.logs.some((l) => l.message === 'acme: order failed; will retry'),
+      'the first order succeeded',
+    );
+    const started = a.logs.find((l) => l.message === 'acme: obtaining certificate');
+    // The challenge tried first; pebble validates it on B's port only (A's ports are spare).
+    assert.equal(started.challenges[0], challenge);
+    assert.equal(orders(b.logs), 0, 'B never orders');
+    assert.equal(issuedCount() - issuedBefore, 1);
+    // The answers are withdrawn once the order is done.
+    const folder = `127.0.0.1_${ports.api}_dir`;
+    assert.ok(!existsSync(path.join(storageA, folder, 'challenges', challenge, name)));
+    return { cert, folder };
+  } finally {
+    await a?.close();
+    await b.close();
+  }
+}
+
+test(
+  'HTTP-01 through Redis: A holds the lock and orders, pebble validates on B, the certificate is issued',
+  { skip },
+  async () => {
+    const redisUrl = `redis://127.0.0.1:${redisPort}`;
+    const { folder } = await orderThroughOther({
+      name: 'relay-http.example.com',
+      challenge: 'http-01',
+      shareStorage: false,
+      redisUrl,
+    });
+    const client = new Redis(redisUrl);
+    try {
+      assert.deepEqual(await client.keys(`switchyard:acme:${folder}:challenge:*`), []);
+    } finally {
+      client.disconnect();
+    }
+  },
+);
+
+test(
+  'TLS-ALPN-01 through Redis: the acme-tls/1 handshake on B serves the certificate A made',
+  { skip },
+  async () => {
+    await orderThroughOther({
+      name: 'relay-alpn.example.com',
+      challenge: 'tls-alpn-01',
+      shareStorage: false,
+      redisUrl: `redis://127.0.0.1:${redisPort}`,
+    });
+  },
+);
+
+test(
+  'workers sharing acme.storage (no Redis): HTTP-01 answered by the worker that did not order',
+  { skip },
+  async () => {
+    await orderThroughOther({
+      name: 'relay-disk.example.com',
+      challenge: 'http-01',
+      shareStorage: true,
+      redisUrl: undefined,
+    });
+  },
+);
+
+test('an unknown challenge token with sharing on is routed as usual', { skip }, async () => {
+  const httpPort = await freePort();
+  const inst = await startInstance(
+    responderYaml({
+      http: httpPort,
+      tls: await freePort(),
+      storage: path.join(dir, 'unknown-token'),
+      redisUrl: `redis://127.0.0.1:${redisPort}`,
+    }),
+  );
+  try {
+    for (const token of ['no-such-token', '..%2f..%2faccount.json']) {
+      const res = await fetch(`http://127.0.0.1:${httpPort}/.well-known/acme-challenge/${token}`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'responder\n');
+    }
+  } finally {
+    await inst.close();
+  }
+});

@@ -9,6 +9,7 @@ import { RedisAcmeShare } from './redis-store.js';
 import {
   DiskAcmeStore,
   type AcmeStore,
+  type ChallengeKind,
   type StoredAccount,
   type StoredCertificate,
 } from './store.js';
@@ -133,6 +134,8 @@ export class AcmeManager {
   private challengeTypes: ChallengeType[] = ['http-01', 'tls-alpn-01'];
   private readonly httpTokens = new Map<string, string>();
   private readonly alpnContexts = new Map<string, tls.SecureContext>();
+  /** Contexts built from other processes' TLS-ALPN-01 certificates, by their stored JSON. */
+  private readonly sharedAlpnContexts = new Map<string, tls.SecureContext>();
   private readonly waiters = new Map<string, Array<(c: ManagedCertificate) => void>>();
   private timer: NodeJS.Timeout | null = null;
   private running = false;
@@ -350,6 +353,73 @@ export class AcmeManager {
   /** The key authorization to answer /.well-known/acme-challenge/TOKEN with, if pending. */
   httpChallenge(token: string): string | undefined {
     return this.httpTokens.get(token);
+  }
+
+  /**
+   * The answer for an HTTP-01 token: this process's own pending one at once, else a promise of
+   * the one another instance or worker is ordering with (disk store, then Redis), since the CA's
+   * validation may reach any of them.
+   */
+  lookupHttpChallenge(token: string): string | Promise<string | undefined> {
+    return this.httpTokens.get(token) ?? this.readSharedChallenge('http-01', token);
+  }
+
+  /** A TLS-ALPN-01 certificate another instance or worker is validating `name` with. */
+  async sharedAlpnChallenge(name: string): Promise<tls.SecureContext | undefined> {
+    const local = this.alpnContexts.get(name);
+    if (local !== undefined) return local;
+    const stored = await this.readSharedChallenge('tls-alpn-01', name);
+    if (stored === undefined) return undefined;
+    let context = this.sharedAlpnContexts.get(stored);
+    if (context === undefined) {
+      try {
+        const { cert, key } = JSON.parse(stored) as { cert: string; key: string };
+        context = tls.createSecureContext({ cert, key });
+      } catch {
+        return undefined;
+      }
+      // A handful are pending at a time; drop old ones rather than grow.
+      if (this.sharedAlpnContexts.size >= 32) this.sharedAlpnContexts.clear();
+      this.sharedAlpnContexts.set(stored, context);
+    }
+    return context;
+  }
+
+  /** Disk first (workers share `storage`), then Redis; quiet, since this runs per request. */
+  private async readSharedChallenge(kind: ChallengeKind, id: string) {
+    try {
+      const fromDisk = await this.store.readChallenge?.(kind, id);
+      if (fromDisk) return fromDisk;
+    } catch {
+      // An unreadable file is no answer; Redis may still have it.
+    }
+    const shared = this.shared;
+    if (shared === null) return undefined;
+    try {
+      return (await shared.readChallenge(kind, id)) ?? undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Makes a pending answer visible to every worker (disk) and instance (Redis). */
+  private async publishChallenge(kind: ChallengeKind, id: string, value: string): Promise<void> {
+    try {
+      await this.store.writeChallenge?.(kind, id, value, this.lockTtlMs);
+    } catch (err) {
+      this.log('warn', 'acme: cannot store a challenge answer on disk; only this process answers', {
+        kind,
+        error: String(err),
+      });
+    }
+    await this.sharedCall('challenge write', undefined, (s) =>
+      s.writeChallenge(kind, id, value, this.lockTtlMs),
+    );
+  }
+
+  private async withdrawChallenge(kind: ChallengeKind, id: string): Promise<void> {
+    await this.store.removeChallenge?.(kind, id).catch(() => undefined);
+    await this.sharedCall('challenge remove', undefined, (s) => s.removeChallenge(kind, id));
   }
 
   /** Resolves once `name` has a certificate other than `previous` (at once when it has one). */
@@ -576,14 +646,21 @@ export class AcmeManager {
           const type = challenge.type as string;
           if (challenge.type === 'http-01') {
             this.httpTokens.set(challenge.token, keyAuthorization);
+            await this.publishChallenge('http-01', challenge.token, keyAuthorization);
           } else if (type === 'tls-alpn-01') {
             const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(
               authz,
               keyAuthorization,
             );
+            const alpnName = authz.identifier.value.toLowerCase();
             this.alpnContexts.set(
-              authz.identifier.value.toLowerCase(),
+              alpnName,
               tls.createSecureContext({ key: alpnKey, cert: alpnCert }),
+            );
+            await this.publishChallenge(
+              'tls-alpn-01',
+              alpnName,
+              JSON.stringify({ cert: alpnCert.toString(), key: alpnKey.toString() }),
             );
           } else {
             throw new Error(
@@ -592,8 +669,14 @@ export class AcmeManager {
           }
         },
         challengeRemoveFn: async (authz, challenge) => {
-          if (challenge.type === 'http-01') this.httpTokens.delete(challenge.token);
-          else this.alpnContexts.delete(authz.identifier.value.toLowerCase());
+          if (challenge.type === 'http-01') {
+            this.httpTokens.delete(challenge.token);
+            await this.withdrawChallenge('http-01', challenge.token);
+          } else {
+            const alpnName = authz.identifier.value.toLowerCase();
+            this.alpnContexts.delete(alpnName);
+            await this.withdrawChallenge('tls-alpn-01', alpnName);
+          }
         },
       });
       const accountUrl = client.getAccountUrl();

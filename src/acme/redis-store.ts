@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
-import { directoryFolder, type StoredAccount, type StoredCertificate } from './store.js';
+import {
+  directoryFolder,
+  isChallengeId,
+  type ChallengeKind,
+  type StoredAccount,
+  type StoredCertificate,
+} from './store.js';
 
 // Loaded on first use: a proxy without Redis never pays the module's memory.
 const requireLazily = createRequire(import.meta.url);
@@ -160,6 +166,23 @@ export class RedisAcmeShare {
   async unlock(name: string, token: string): Promise<void> {
     this.check();
     await this.redis.switchyardAcmeRelease(this.prefix + 'lock:' + name, token);
+  }
+
+  /** A pending challenge answer, for whichever instance the CA's validation reaches. */
+  async writeChallenge(kind: ChallengeKind, id: string, value: string, ttlMs: number) {
+    this.check();
+    await this.redis.set(`${this.prefix}challenge:${kind}:${id}`, value, 'PX', ttlMs);
+  }
+
+  async readChallenge(kind: ChallengeKind, id: string): Promise<string | null> {
+    if (!isChallengeId(id)) return null;
+    this.check();
+    return this.redis.get(`${this.prefix}challenge:${kind}:${id}`);
+  }
+
+  async removeChallenge(kind: ChallengeKind, id: string): Promise<void> {
+    this.check();
+    await this.redis.del(`${this.prefix}challenge:${kind}:${id}`);
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -11,6 +11,24 @@ export interface AcmeStore {
   writeAccount(account: StoredAccount): Promise<void>;
   readCertificate(name: string): Promise<StoredCertificate | null>;
   writeCertificate(name: string, certificate: StoredCertificate): Promise<void>;
+  /**
+   * Pending challenge answers, so whichever process the CA's validation reaches can answer
+   * (workers sharing `storage`). Optional: a store without them keeps answers in memory only.
+   */
+  writeChallenge?(kind: ChallengeKind, id: string, value: string, ttlMs: number): Promise<void>;
+  readChallenge?(kind: ChallengeKind, id: string): Promise<string | null>;
+  removeChallenge?(kind: ChallengeKind, id: string): Promise<void>;
+}
+
+/**
+ * `http-01`: id is the token, value the key authorization. `tls-alpn-01`: id is the name, value
+ * JSON `{ cert, key }` of the RFC 8737 certificate.
+ */
+export type ChallengeKind = 'http-01' | 'tls-alpn-01';
+
+/** Tokens are base64url and names checked DNS names; anything else is never a file name. */
+export function isChallengeId(id: string): boolean {
+  return /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/.test(id);
 }
 
 export interface StoredAccount {
@@ -97,5 +115,33 @@ export class DiskAcmeStore implements AcmeStore {
     // loading detects (they do not match) and orders again, never a certificate without its key.
     await writeFileAtomic(path.join(dir, 'key.pem'), certificate.key);
     await writeFileAtomic(path.join(dir, 'cert.pem'), certificate.cert, 0o644);
+  }
+
+  private challengeFile(kind: ChallengeKind, id: string): string {
+    if (!isChallengeId(id)) throw new Error(`not a challenge token or name: ${JSON.stringify(id)}`);
+    return path.join(this.root, 'challenges', kind, id);
+  }
+
+  /** Kept with its expiry: a crash between writing and removing never leaves a live answer. */
+  async writeChallenge(kind: ChallengeKind, id: string, value: string, ttlMs: number) {
+    const record = { value, expiresAt: Date.now() + ttlMs };
+    await writeFileAtomic(this.challengeFile(kind, id), JSON.stringify(record));
+  }
+
+  async readChallenge(kind: ChallengeKind, id: string): Promise<string | null> {
+    if (!isChallengeId(id)) return null;
+    const text = await readOptional(this.challengeFile(kind, id));
+    if (text === null) return null;
+    try {
+      const record = JSON.parse(text) as { value?: unknown; expiresAt?: unknown };
+      if (typeof record.value !== 'string' || !(Number(record.expiresAt) > Date.now())) return null;
+      return record.value;
+    } catch {
+      return null;
+    }
+  }
+
+  async removeChallenge(kind: ChallengeKind, id: string): Promise<void> {
+    await rm(this.challengeFile(kind, id), { force: true });
   }
 }

@@ -24,8 +24,9 @@ export interface ListenerHooks {
     fields?: Record<string, unknown>,
   ) => void;
   /** ACME HTTP-01 (src/acme/): the key authorization for a pending token, answered on plain
-   * listeners before routing, so a redirect-to-HTTPS route cannot hide it. */
-  acmeChallenge?: (token: string) => string | undefined;
+   * listeners before routing, so a redirect-to-HTTPS route cannot hide it. A promise when the
+   * answer must be looked up in a store shared with other instances or workers. */
+  acmeChallenge?: (token: string) => string | Promise<string | undefined> | undefined;
 }
 
 const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -104,18 +105,40 @@ export class Listener {
   private answerAcmeChallenge(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    lookup: (token: string) => string | undefined,
+    lookup: NonNullable<ListenerHooks['acmeChallenge']>,
   ): boolean {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const answer = lookup((req.url ?? '').slice(ACME_CHALLENGE_PREFIX.length));
     if (answer === undefined) return false;
+    if (typeof answer !== 'string') {
+      // Looked up in the shared store: answer, or route as usual when no instance has it.
+      answer.then(
+        (found) => {
+          if (res.destroyed || res.headersSent) return;
+          if (found === undefined) this.route(req, res);
+          else this.writeAcmeAnswer(req, res, found);
+        },
+        () => {
+          if (!res.destroyed && !res.headersSent) this.route(req, res);
+        },
+      );
+      return true;
+    }
+    this.writeAcmeAnswer(req, res, answer);
+    return true;
+  }
+
+  private writeAcmeAnswer(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    answer: string,
+  ): void {
     res.writeHead(200, {
       'content-type': 'text/plain',
       'content-length': Buffer.byteLength(answer),
       'cache-control': 'no-store',
     });
     res.end(req.method === 'HEAD' ? undefined : answer);
-    return true;
   }
 
   /** CONNECT (forward-proxy tunnelling) is not something a reverse proxy offers. */
@@ -165,6 +188,11 @@ export class Listener {
       this.answerAcmeChallenge(req, res, this.hooks.acmeChallenge)
     )
       return;
+    this.route(req, res);
+  };
+
+  /** Hands a checked request to the current config's dispatcher. */
+  private route(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (
       req.headers['transfer-encoding'] !== undefined ||
       (req.headers['content-length'] ?? '0') !== '0'
@@ -183,7 +211,7 @@ export class Listener {
         res.destroy();
       }
     }
-  };
+  }
 
   private readonly onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     try {

@@ -19,6 +19,12 @@ export interface ListenerTlsSettings {
 export interface CertificateProvider {
   certificateFor(name: string): { cert: string; key: string } | undefined;
   alpnChallenge(name: string): tls.SecureContext | undefined;
+  /**
+   * A TLS-ALPN-01 certificate another instance or worker is validating with (a shared store),
+   * asked during a handshake that offers only acme-tls/1 when `alpnChallenge` has none.
+   * Undefined when nothing is shared.
+   */
+  sharedAlpnChallenge?(name: string): Promise<tls.SecureContext | undefined> | undefined;
 }
 
 /** The ALPN protocol of RFC 8737 validations: such a connection only carries the handshake. */
@@ -353,8 +359,11 @@ export class TlsTerminator {
       offered[0] === ACME_TLS_ALPN &&
       this.provider !== null &&
       servername &&
-      this.provider.alpnChallenge(servername.toLowerCase()) !== undefined
+      (this.provider.alpnChallenge(servername.toLowerCase()) !== undefined ||
+        this.provider.sharedAlpnChallenge !== undefined)
     ) {
+      // With a shared store the challenge may be another instance's: the SNI callback (which
+      // may wait) looks it up and fails the handshake when no instance has one pending.
       // Node runs the ALPN callback before the SNI one: the mark tells SNI which cert to use.
       if (socket !== undefined)
         (socket as unknown as Record<symbol, boolean>)[acmeHandshake] = true;
@@ -413,6 +422,27 @@ export class TlsTerminator {
       servername: string,
       cb: (err: Error | null, ctx?: tls.SecureContext) => void,
     ) {
+      const provider = terminator.provider;
+      if (
+        this !== undefined &&
+        (this as unknown as Record<symbol, boolean>)[acmeHandshake] === true &&
+        provider !== null &&
+        provider.alpnChallenge(servername.toLowerCase()) === undefined
+      ) {
+        const shared = provider.sharedAlpnChallenge?.(servername.toLowerCase());
+        if (shared === undefined) {
+          cb(new Error('no pending TLS-ALPN-01 challenge for this name'));
+          return;
+        }
+        shared.then(
+          (context) =>
+            context === undefined
+              ? cb(new Error('no pending TLS-ALPN-01 challenge for this name'))
+              : cb(null, context),
+          (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
+        );
+        return;
+      }
       cb(null, terminator.selectForSocket(this, servername));
     };
   })();
