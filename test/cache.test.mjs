@@ -174,11 +174,14 @@ describe('freshness and storing', () => {
   });
 
   test('404 is cacheable by default; 500 is not', async () => {
-    behaviours.set('/gone', fixed('nope', {}, 404));
+    // Heuristic freshness (no ttl on the route) needs a Last-Modified.
+    const lastModified = new Date(Date.now() - 86400_000).toUTCString();
+    behaviours.set('/gone', fixed('nope', { 'last-modified': lastModified }, 404));
     await get('/gone');
     assert.equal((await get('/gone')).status, 404);
     assert.equal(count('/gone'), 1);
-    behaviours.set('/broken', fixed('err', { 'cache-control': 'max-age=60' }, 500));
+    // 500 is not cacheable by default: no heuristic freshness (explicit freshness would do).
+    behaviours.set('/broken', fixed('err', { 'last-modified': lastModified }, 500));
     await get('/broken');
     await get('/broken');
     assert.equal(count('/broken'), 2);

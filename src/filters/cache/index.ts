@@ -197,7 +197,7 @@ function stripUpstreamHeaders(raw: string[]): string[] | null {
 
 interface RouteSettings {
   key: KeyFunction;
-  ttl: number;
+  ttl: number | undefined;
   swr: number | undefined;
   sie: number | undefined;
   collapseTimeoutMs: number;
@@ -207,7 +207,7 @@ interface RouteSettings {
 class CacheFilter implements Filter, WriterHost {
   readonly name = 'cache';
   readonly maxObjectSize: number;
-  readonly defaultTtl: number;
+  readonly defaultTtl: number | undefined;
   readonly staleIfError: number | undefined;
   private readonly staleWhileRevalidate: number | undefined;
   private readonly engine: CacheEngine;
@@ -853,7 +853,7 @@ export const cacheFeature: FilterFactory = {
         sortQuery: route.query?.sort ?? false,
         dropQuery: route.query?.drop ?? [],
       }),
-      ttl: seconds(route.ttl ?? '1m')!,
+      ttl: seconds(route.ttl),
       swr: seconds(route.staleWhileRevalidate),
       sie: seconds(route.staleIfError),
       collapseTimeoutMs: parseDuration(route.collapseTimeout ?? '5s'),

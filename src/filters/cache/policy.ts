@@ -15,7 +15,7 @@
  *     §4.2.1 says an invalid lifetime should make the response stale;
  *   - `immutable` alone gets a day of freshness; RFC 8246 only skips revalidation of a response
  *     that is already fresh;
- *   - its Last-Modified heuristic is unbounded; ours is capped by the route's `ttl`.
+ *   - its Last-Modified heuristic is unbounded; ours is capped by the route's `ttl` (or a day).
  */
 import CachePolicy from 'http-cache-semantics';
 import type { OutgoingHeaders } from '../../core/context.js';
@@ -86,9 +86,16 @@ export function deltaSeconds(d: Directives, name: string): number | undefined {
 }
 
 export interface FreshnessOptions {
-  /** Freshness (seconds) for a response that gives none; also the heuristic's ceiling. */
-  defaultTtl: number;
+  /**
+   * The route's `ttl` (seconds) when configured: freshness for a response that gives none, and
+   * the heuristic's ceiling. Undefined (the default) keeps to RFC 9111: only a Last-Modified
+   * heuristic, capped at HEURISTIC_CAP_S, and no freshness at all without one.
+   */
+  defaultTtl: number | undefined;
 }
+
+/** Ceiling of the Last-Modified heuristic when the route sets no `ttl` (one day). */
+export const HEURISTIC_CAP_S = 86_400;
 
 /** What is known about a stored response; all of it plain data so stores can serialize it. */
 export interface ResponseFacts {
@@ -118,10 +125,95 @@ function toPlainHeaders(headers: OutgoingHeaders): Record<string, string> {
   return out;
 }
 
-function parseDate(text: string | undefined): number | undefined {
+const MONTHS: Record<string, number> = {
+  jan: 0,
+  feb: 1,
+  mar: 2,
+  apr: 3,
+  may: 4,
+  jun: 5,
+  jul: 6,
+  aug: 7,
+  sep: 8,
+  oct: 9,
+  nov: 10,
+  dec: 11,
+};
+const DAY = '(?:mon|tue|wed|thu|fri|sat|sun)';
+const LONG_DAY = '(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)';
+const MONTH = '(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)';
+const TIME = '([0-9]{2}):([0-9]{2}):([0-9]{2})';
+/** IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = new RegExp(`^${DAY}, ([0-9]{2}) ${MONTH} ([0-9]{4}) ${TIME} gmt$`, 'i');
+/** Obsolete RFC 850: `Sunday, 06-Nov-94 08:49:37 GMT`. */
+const RFC850_DATE = new RegExp(`^${LONG_DAY}, ([0-9]{2})-${MONTH}-([0-9]{2}) ${TIME} gmt$`, 'i');
+/** Obsolete asctime(): `Sun Nov  6 08:49:37 1994`. */
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} ([0-9]{2}| [0-9]) ${TIME} ([0-9]{4})$`, 'i');
+
+function utc(year: number, month: string, day: number, h: string, m: string, sec: string) {
+  const hours = Number(h);
+  const minutes = Number(m);
+  const seconds = Number(sec);
+  if (day < 1 || day > 31 || hours > 23 || minutes > 59 || seconds > 60) return undefined;
+  return Date.UTC(year, MONTHS[month.toLowerCase()], day, hours, minutes, seconds);
+}
+
+/**
+ * An HTTP-date (RFC 9110 §5.6.7) in epoch milliseconds, or undefined when it is not one.
+ * Stricter than Date.parse, which takes `UTC`, other zones, missing commas, one-digit hours and
+ * more: an Expires in any of those forms is invalid and so means "already expired" (RFC 9111
+ * §5.3). Names are matched without regard to case; a two-digit RFC 850 year more than 50 years
+ * ahead is taken as the past century's (RFC 9110 §5.6.7).
+ */
+export function parseHttpDate(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const t = Date.parse(text);
-  return Number.isFinite(t) ? t : undefined;
+  const value = text.trim();
+  let m = IMF_FIXDATE.exec(value);
+  if (m !== null) return utc(Number(m[3]), m[2], Number(m[1]), m[4], m[5], m[6]);
+  m = RFC850_DATE.exec(value);
+  if (m !== null) {
+    const thisYear = new Date().getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(m[3]);
+    if (year > thisYear + 50) year -= 100;
+    return utc(year, m[2], Number(m[1]), m[4], m[5], m[6]);
+  }
+  m = ASCTIME_DATE.exec(value);
+  if (m !== null) return utc(Number(m[6]), m[1], Number(m[2].trim()), m[3], m[4], m[5]);
+  return undefined;
+}
+
+const parseDate = parseHttpDate;
+
+/**
+ * Status codes whose semantics this cache knows (those RFC 9110 defines). Only `must-understand`
+ * asks about this (RFC 9111 §5.2.2.3); other final statuses are storable with explicit freshness.
+ */
+const UNDERSTOOD_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403,
+  404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501,
+  502, 503, 504, 505,
+]);
+
+/** The statuses http-cache-semantics stores; it refuses every other one outright. */
+const LIBRARY_STATUSES = new Set([
+  200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+]);
+
+/**
+ * Cache-Control as http-cache-semantics should see it. The library matches directive names
+ * case-sensitively (`No-StOrE` would be stored), so names are lowercased; with `must-understand`
+ * on a status we understand, `no-store` is dropped, as RFC 9111 §5.2.2.3 says.
+ */
+function libraryCacheControl(cc: Directives, dropNoStore: boolean): string | undefined {
+  if (cc.size === 0) return undefined;
+  const parts: string[] = [];
+  for (const [name, value] of cc) {
+    if (dropNoStore && name === 'no-store') continue;
+    if (value === true) parts.push(name);
+    else if (value === CONFLICT) parts.push(`${name}=invalid`);
+    else parts.push(`${name}="${value.replace(/["\\]/g, '\\$&')}"`);
+  }
+  return parts.join(', ');
 }
 
 /**
@@ -158,9 +250,22 @@ export function analyzeResponse(
   if (resHeaders['cache-control'] === undefined && /no-cache/i.test(resHeaders.pragma ?? '')) {
     facts.noCache = true;
   }
+  const mustUnderstand = cc.has('must-understand');
+  if (mustUnderstand && !UNDERSTOOD_STATUSES.has(status)) {
+    facts.notStorable = 'must-understand';
+    return facts;
+  }
+  const libHeaders = { ...resHeaders };
+  const libCc = libraryCacheControl(cc, mustUnderstand);
+  if (libCc === undefined) delete libHeaders['cache-control'];
+  else libHeaders['cache-control'] = libCc;
+  // The library refuses final statuses it does not list (400, 500, 599, ...), which RFC 9111 §3
+  // lets a cache store given explicit freshness; 302 stands in for them: listed, but not
+  // cacheable by default, so the library still asks for Expires, max-age, s-maxage or public.
+  const libStatus = status >= 200 && !LIBRARY_STATUSES.has(status) ? 302 : status;
   const policy = new CachePolicy(
     { method: request.method, headers: reqHeaders, url: '/' },
-    { status, headers: resHeaders },
+    { status: libStatus, headers: libHeaders },
     { shared: true, immutableMinTimeToLive: 0 },
   );
   if (!policy.storable()) {
@@ -199,8 +304,9 @@ export function analyzeResponse(
     facts.lifetime = expires === undefined ? 0 : Math.max(0, (expires - date) / 1000);
   } else if (HEURISTIC_STATUSES.has(status) || cc.has('public')) {
     if (facts.lastModified !== undefined && facts.lastModified < date) {
-      facts.lifetime = Math.min(((date - facts.lastModified) / 1000) * 0.1, options.defaultTtl);
-    } else {
+      const cap = options.defaultTtl ?? HEURISTIC_CAP_S;
+      facts.lifetime = Math.min(((date - facts.lastModified) / 1000) * 0.1, cap);
+    } else if (options.defaultTtl !== undefined) {
       facts.lifetime = options.defaultTtl;
     }
   }

@@ -11,7 +11,7 @@ import type { ResponseMeta } from './store.js';
 /** Everything the writer needs from the filter; implemented by CacheFilter. */
 export interface WriterHost {
   readonly maxObjectSize: number;
-  readonly defaultTtl: number;
+  readonly defaultTtl: number | undefined;
   /** Route overrides (seconds), or undefined to follow the response. */
   readonly staleIfError: number | undefined;
   /** Serves a stored entry to the client (used on a 304 or for stale-if-error). */
