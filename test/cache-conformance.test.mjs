@@ -160,3 +160,50 @@ describe('status codes', () => {
     assert.equal(await twice(plain, '/not-understood', respond(599, cc)), 2);
   });
 });
+
+describe('serving stale when the upstream cannot be reached', () => {
+  /** An entry that is stale at once (Age beyond max-age) but kept, then the origin hangs up. */
+  function staleThenHangUp(cacheControl) {
+    return (req, res, n) => {
+      if (n === 1) {
+        // The ETag keeps even a must-revalidate entry stored, for revalidation.
+        res.writeHead(200, { 'cache-control': cacheControl, age: '10', etag: '"v1"' });
+        res.end(`${req.url} #1`);
+      } else {
+        res.socket.destroy();
+      }
+    };
+  }
+
+  test('a stale entry is served when the origin closes the connection', async () => {
+    behaviours.set('/gone-away', staleThenHangUp('max-age=5'));
+    await get(plain, '/gone-away');
+    const r = await get(plain, '/gone-away');
+    assert.equal(r.status, 200);
+    assert.equal(r.text, '/gone-away #1');
+    assert.match(r.headers['cache-status'], /fwd=stale; fwd-status=502/);
+    assert.equal(count('/gone-away'), 2);
+  });
+
+  for (const cc of ['must-revalidate', 'proxy-revalidate', 'no-cache', 's-maxage=5']) {
+    test(`never when the response says ${cc}`, async () => {
+      const path = `/gone-away-${cc.replace('=', '-')}`;
+      behaviours.set(path, staleThenHangUp(`max-age=5, ${cc}`));
+      await get(plain, path);
+      const r = await get(plain, path);
+      assert.equal(r.status, 502);
+      assert.equal(seen.get(path)[1]['if-none-match'], '"v1"', 'the entry was stored');
+    });
+  }
+
+  test("an origin's own 503 is passed on without stale-if-error", async () => {
+    behaviours.set('/busy', (req, res, n) => {
+      res.writeHead(n === 1 ? 200 : 503, { 'cache-control': 'max-age=5', age: '10' });
+      res.end(`${req.url} #${n}`);
+    });
+    await get(plain, '/busy');
+    const r = await get(plain, '/busy');
+    assert.equal(r.status, 503);
+    assert.equal(r.text, '/busy #2');
+  });
+});

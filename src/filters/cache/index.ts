@@ -785,9 +785,12 @@ class CacheFilter implements Filter, WriterHost {
       channels.cacheResult.publish({ ctx, result, stored, route: ctx.routeName });
   }
 
-  canStaleIfError(meta: ResponseMeta, now: number): boolean {
+  canStaleIfError(meta: ResponseMeta, now: number, unreachable: boolean): boolean {
     if (meta.noCache || meta.mustRevalidate) return false;
-    const window = this.staleIfError ?? meta.sie;
+    // RFC 9111 §4.2.4 lets a disconnected cache serve stale: when the upstream cannot be reached
+    // at all, a stale entry is served for as long as it is kept, unless the route sets its own
+    // staleIfError. An upstream's own 5xx needs stale-if-error (response or route).
+    const window = this.staleIfError ?? (unreachable ? Math.max(meta.sie, KEEP_STALE_S) : meta.sie);
     if (window <= 0) return false;
     const age = meta.initialAge + (now - meta.responseTime) / 1000;
     return age - meta.lifetime <= window;

@@ -46,7 +46,8 @@ export interface WriterHost {
   ): ResponseMeta;
   markUncacheable(plan: MissPlan): void;
   emit(ctx: RequestContext, result: string, stored: boolean): void;
-  canStaleIfError(meta: ResponseMeta, now: number): boolean;
+  /** `unreachable`: the upstream gave no response head (refused, reset, timed out). */
+  canStaleIfError(meta: ResponseMeta, now: number, unreachable: boolean): boolean;
 }
 
 /** One miss or revalidation: what was looked up and what the client originally asked for. */
@@ -189,7 +190,7 @@ export class CacheWriter implements ResponseWriter {
     if (
       stale !== null &&
       ERROR_STATUSES.has(status) &&
-      this.host.canStaleIfError(stale.meta, now)
+      this.host.canStaleIfError(stale.meta, now, this.ctx.upstreamHeadersTime === 0)
     ) {
       this.mode = Mode.Discard;
       this.headSent = true;
