@@ -207,3 +207,18 @@ describe('serving stale when the upstream cannot be reached', () => {
     assert.equal(r.text, '/busy #2');
   });
 });
+
+describe('Vary', () => {
+  test('Accept-Language values differing only in case select the same variant', async () => {
+    behaviours.set(
+      '/lang',
+      respond(200, { 'cache-control': 'max-age=3600', vary: 'Accept-Language' }),
+    );
+    await get(plain, '/lang', { 'accept-language': 'en-US, de' });
+    const same = await get(plain, '/lang', { 'accept-language': 'EN-us,De' });
+    assert.equal(same.headers['cache-status'], 'switchyard; hit');
+    const other = await get(plain, '/lang', { 'accept-language': 'de, en-US' });
+    assert.match(other.headers['cache-status'], /fwd=vary-miss/);
+    assert.equal(count('/lang'), 2);
+  });
+});

@@ -107,7 +107,10 @@ function variantKey(
   let key = baseKey;
   for (const name of names) {
     const value = headerText(headers[name]);
-    key += `\n${name}:${value === undefined ? '' : value.replace(/\s*,\s*/g, ',').trim()}`;
+    let normal = value === undefined ? '' : value.replace(/\s*,\s*/g, ',').trim();
+    // Language tags are case-insensitive (RFC 9110 §8.5.1): en-US and en-us are one variant.
+    if (name === 'accept-language') normal = normal.toLowerCase();
+    key += `\n${name}:${normal}`;
   }
   return key;
 }
