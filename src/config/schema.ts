@@ -479,7 +479,9 @@ const HeaderOps = obj(
 
 const RouteCache = obj(
   {
-    ttl: duration('Freshness when the response does not say.', '1m'),
+    ttl: duration(
+      'Freshness when the response does not say (default: none, as RFC 9111; also caps the Last-Modified heuristic).',
+    ),
     staleWhileRevalidate: duration('Serve stale while revalidating for this long.'),
     staleIfError: duration('Serve stale when the upstream fails for this long.'),
     key: template('Cache key. Default: method, scheme, host, path and query.'),
