@@ -10,6 +10,7 @@ import {
 import { runDemo } from './demo.js';
 import type { ReloadResult } from './admin/server.js';
 import { Switchyard } from './main.js';
+import { keepMallocHeap } from './server/malloc-tuning.js';
 import { createStderrLogger } from './observability/logger.js';
 
 const HELP = `Usage: switchyard <command> [options]
@@ -99,6 +100,7 @@ async function run(configPath: string): Promise<number> {
     return 1;
   }
   const running = proxy;
+  keepMallocHeap();
   installCrashGuards(log);
   process.on('SIGHUP', () => void reloadFromFile());
   if (config.features.watch === true) {

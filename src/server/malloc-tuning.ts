@@ -1,0 +1,31 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Stops glibc from handing heap memory back to the kernel after every garbage collection.
+ *
+ * Every socket read allocates its buffer with malloc (node asks for 64 KiB, below glibc's
+ * 128 KiB mmap threshold, so it comes from the brk heap). A scavenge frees hundreds of them at
+ * once; the free space at the top of the heap then passes glibc's 128 KiB trim threshold, the
+ * heap shrinks, and the next reads grow it again: every new page is a page fault and a zeroed
+ * page. With 100 KiB responses this cost 3-5x the CPU per request (8-19 minor faults per
+ * request; 0 after this; see docs/performance.md).
+ *
+ * glibc's thresholds are dynamic: freeing an mmap'd block larger than the current mmap
+ * threshold raises it to that size and the trim threshold to twice that. So one temporary
+ * malloc of `mib` MiB, freed at once, does what `MALLOC_TRIM_THRESHOLD_` would do without
+ * needing the environment at process start. Hashing a one-byte string makes node's C++ layer
+ * decode it into exactly such a block and free it before returning. Other allocators (musl)
+ * just see one short-lived allocation.
+ *
+ * 31 MiB sits just under glibc's 32 MiB cap for the dynamic threshold; with 4-16 MiB (trim at
+ * 8-32 MiB) some runs still trimmed after large scavenges. The price is memory: up to 62 MiB of
+ * freed heap may stay resident (about +35 MiB peak RSS under 100 KiB load). Done after start-up,
+ * so start-up's own garbage has already been returned. `SWITCHYARD_MALLOC_TUNING=0` turns it off.
+ */
+export function keepMallocHeap(mib = 31): boolean {
+  if (process.platform !== 'linux' || process.env.SWITCHYARD_MALLOC_TUNING === '0') return false;
+  createHash('sha1')
+    .update('\0'.repeat(mib * 1024 * 1024), 'latin1')
+    .digest();
+  return true;
+}
