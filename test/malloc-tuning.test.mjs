@@ -16,6 +16,7 @@ const heapMiB = () => {
   return (b - a) / 1048576;
 };
 const applied = keepMallocHeap();
+globalThis.gc();
 const before = heapMiB();
 const block = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
 block.fill(1);
@@ -23,7 +24,7 @@ process.stdout.write(JSON.stringify({ applied, grew: heapMiB() - before }));
 `;
 
 function run(env) {
-  const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], {
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', probe], {
     env: { ...process.env, ...env },
     encoding: 'utf8',
   });

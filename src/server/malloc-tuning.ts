@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-
 /**
  * Stops glibc from handing heap memory back to the kernel after every garbage collection.
  *
@@ -11,10 +9,11 @@ import { createHash } from 'node:crypto';
  * request; 0 after this; see docs/performance.md).
  *
  * glibc's thresholds are dynamic: freeing an mmap'd block larger than the current mmap
- * threshold raises it to that size and the trim threshold to twice that. So one temporary
- * malloc of `mib` MiB, freed at once, does what `MALLOC_TRIM_THRESHOLD_` would do without
- * needing the environment at process start. Hashing a one-byte string makes node's C++ layer
- * decode it into exactly such a block and free it before returning. Other allocators (musl)
+ * threshold raises it to that size and the trim threshold to twice that. So one block of
+ * `mib` MiB, mmap'd and freed, does what `MALLOC_TRIM_THRESHOLD_` would do without needing the
+ * environment at process start. An ArrayBuffer's zero-filled backing store is such a block
+ * (calloc of fresh mmap'd pages never touches them, so it costs no resident memory); it is
+ * freed by the next garbage collection, which the first requests bring. Other allocators (musl)
  * just see one short-lived allocation.
  *
  * 31 MiB sits just under glibc's 32 MiB cap for the dynamic threshold; with 4-16 MiB (trim at
@@ -24,8 +23,6 @@ import { createHash } from 'node:crypto';
  */
 export function keepMallocHeap(mib = 31): boolean {
   if (process.platform !== 'linux' || process.env.SWITCHYARD_MALLOC_TUNING === '0') return false;
-  createHash('sha1')
-    .update('\0'.repeat(mib * 1024 * 1024), 'latin1')
-    .digest();
+  void new ArrayBuffer(mib * 1024 * 1024);
   return true;
 }
