@@ -90,6 +90,7 @@ const PORTS = {
   'nginx-tls': 18104,
   'switchyard-compress': 18230,
   'switchyard-tls': 18240,
+  'node-https-floor': 18250,
   'nginx-cache': 18310,
   'switchyard-cache': 18320,
   'switchyard-ratelimit': 18330,
@@ -111,7 +112,13 @@ const CEILING_VARIANTS = {
 };
 const ORIGIN = `127.0.0.1:${PORTS.direct}`;
 /** Targets that listen with TLS (https URLs, the bench's self-signed certificate). */
-const TLS_TARGETS = new Set(['nginx-tls', 'switchyard-tls', 'nginx-h2', 'switchyard-h2']);
+const TLS_TARGETS = new Set([
+  'nginx-tls',
+  'switchyard-tls',
+  'nginx-h2',
+  'switchyard-h2',
+  'node-https-floor',
+]);
 /** Targets spread over both cores (the workers suite); all others run on PROXY_CPU alone. */
 const BOTH_CPUS = `${LOAD_CPU},${PROXY_CPU}`;
 const H2_CONNS = num('H2_CONNS', 10);
@@ -186,6 +193,15 @@ const SUITE_CASES = {
     {
       name: 'switchyard keep-alive',
       target: 'switchyard-tls',
+      path: '/1k',
+      headers: [],
+      base: 'nginx keep-alive',
+    },
+    {
+      // Not a proxy: node:https answering 1 KiB itself (bench/node-floor.mjs), the floor for
+      // any Node.js TLS server on this core.
+      name: 'node https floor keep-alive',
+      target: 'node-https-floor',
       path: '/1k',
       headers: [],
       base: 'nginx keep-alive',
@@ -1018,6 +1034,18 @@ function startTarget(name) {
         process.execPath,
         [...NODE_OPTS, join(ROOT, 'bin/switchyard'), 'run', '-c', join(WORK, 'switchyard-h1.yaml')],
         { SWITCHYARD_UPSTREAM_CLIENT: 'h1' },
+      );
+    case 'node-https-floor':
+      return startBg(
+        name,
+        PROXY_CPU,
+        process.execPath,
+        [...NODE_OPTS, join(HERE, 'node-floor.mjs')],
+        {
+          PORT: String(PORTS[name]),
+          TLS_CERT: join(WORK, 'tls-cert.pem'),
+          TLS_KEY: join(WORK, 'tls-key.pem'),
+        },
       );
     case 'ceiling':
     case 'ceiling-http':
