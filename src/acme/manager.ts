@@ -2,7 +2,8 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import tls from 'node:tls';
-import acme from 'acme-client';
+import { createRequire } from 'node:module';
+import type AcmeClient from 'acme-client';
 import type { Config } from '../config/types.js';
 import { managedNames } from './names.js';
 import { RedisAcmeShare } from './redis-store.js';
@@ -13,6 +14,13 @@ import {
   type StoredAccount,
   type StoredCertificate,
 } from './store.js';
+
+const requireLazily = createRequire(import.meta.url);
+let acmeModule: typeof AcmeClient | null = null;
+/** acme-client and its crypto libraries (about 25 MiB resident) load only when ACME is on. */
+function acmeLib(): typeof AcmeClient {
+  return (acmeModule ??= requireLazily('acme-client') as typeof AcmeClient);
+}
 
 type LogFn = (
   level: 'info' | 'warn' | 'error',
@@ -129,7 +137,7 @@ export class AcmeManager {
   private readonly retryBaseMs: number;
   private readonly maxRetryMs: number;
   private store: AcmeStore;
-  private client: acme.Client | null = null;
+  private client: AcmeClient.Client | null = null;
   private readonly entries = new Map<string, Entry>();
   private challengeTypes: ChallengeType[] = ['http-01', 'tls-alpn-01'];
   private readonly httpTokens = new Map<string, string>();
@@ -175,10 +183,10 @@ export class AcmeManager {
     // acme-client retries failed requests itself, up to 75 s per request; the manager's own
     // backoff (from `retryBaseMs`, doubling) is the one retry policy, so a failure ends quickly.
     (
-      acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }
+      acmeLib().axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }
     ).acmeSettings.retryMaxAttempts = 0;
     if (settings.caRoot === undefined) {
-      acme.axios.defaults.httpsAgent = undefined;
+      acmeLib().axios.defaults.httpsAgent = undefined;
       return;
     }
     let ca: string;
@@ -190,7 +198,7 @@ export class AcmeManager {
         { cause: err },
       );
     }
-    acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...tls.rootCertificates, ca] });
+    acmeLib().axios.defaults.httpsAgent = new https.Agent({ ca: [...tls.rootCertificates, ca] });
   }
 
   /**
@@ -488,7 +496,7 @@ export class AcmeManager {
     }
   }
 
-  private async getClient(): Promise<acme.Client> {
+  private async getClient(): Promise<AcmeClient.Client> {
     if (this.client !== null) return this.client;
     const directoryUrl = this.settings.directory ?? DEFAULT_DIRECTORY;
     let account = await this.store.readAccount();
@@ -498,7 +506,7 @@ export class AcmeManager {
     }
     if (account === null) {
       const created: StoredAccount = {
-        key: (await acme.crypto.createPrivateEcdsaKey()).toString(),
+        key: (await acmeLib().crypto.createPrivateEcdsaKey()).toString(),
         url: '',
       };
       // Another instance may have created one meanwhile: the first one in Redis wins.
@@ -508,7 +516,7 @@ export class AcmeManager {
       const local = account;
       await this.sharedCall('write', local, (s) => s.offerAccount(local));
     }
-    this.client = new acme.Client({
+    this.client = new (acmeLib().Client)({
       directoryUrl,
       accountKey: account.key,
       ...(account.url ? { accountUrl: account.url } : {}),
@@ -630,9 +638,9 @@ export class AcmeManager {
     });
     try {
       const client = await this.getClient();
-      const [key, csr] = await acme.crypto.createCsr(
+      const [key, csr] = await acmeLib().crypto.createCsr(
         { commonName: name, altNames: [name] },
-        await acme.crypto.createPrivateEcdsaKey(),
+        await acmeLib().crypto.createPrivateEcdsaKey(),
       );
       const chain = await client.auto({
         csr,
@@ -648,7 +656,7 @@ export class AcmeManager {
             this.httpTokens.set(challenge.token, keyAuthorization);
             await this.publishChallenge('http-01', challenge.token, keyAuthorization);
           } else if (type === 'tls-alpn-01') {
-            const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(
+            const [alpnKey, alpnCert] = await acmeLib().crypto.createAlpnCertificate(
               authz,
               keyAuthorization,
             );
