@@ -10,6 +10,7 @@ import {
 import { runDemo } from './demo.js';
 import type { ReloadResult } from './admin/server.js';
 import { Switchyard } from './main.js';
+import { onFirstLargeBody } from './proxy/forward.js';
 import { keepMallocHeap } from './server/malloc-tuning.js';
 import { createStderrLogger } from './observability/logger.js';
 
@@ -100,7 +101,7 @@ async function run(configPath: string): Promise<number> {
     return 1;
   }
   const running = proxy;
-  keepMallocHeap();
+  onFirstLargeBody(() => keepMallocHeap());
   installCrashGuards(log);
   process.on('SIGHUP', () => void reloadFromFile());
   if (config.features.watch === true) {

@@ -53,3 +53,31 @@ test(
     assert.ok(off.grew < 1, `the 8 MiB block was mmap'd on its own (heap grew ${off.grew} MiB)`);
   },
 );
+
+test('onFirstLargeBody fires once, at the first large upstream body, not for small ones', async () => {
+  const { onFirstLargeBody } = await import('../dist/proxy/forward.js');
+  const { startOrigin, startProxy, request } = await import('./helpers.mjs');
+  const big = Buffer.alloc(200 * 1024, 'b');
+  const origin = await startOrigin((req, res) => res.end(req.url === '/big' ? big : 'small'));
+  const proxy = await startProxy(`
+listeners:
+  - { name: web, address: "127.0.0.1:0" }
+upstreams:
+  app: { servers: [{ url: "${origin.url}" }] }
+routes:
+  - upstream: app
+`);
+  let calls = 0;
+  onFirstLargeBody(() => calls++);
+  try {
+    assert.equal((await request(`${proxy.url}/small`)).text, 'small');
+    assert.equal(calls, 0, 'a small body leaves the hook alone');
+    assert.equal((await request(`${proxy.url}/big`)).body.length, big.length);
+    assert.equal(calls, 1, 'the first large body runs the hook');
+    await request(`${proxy.url}/big`);
+    assert.equal(calls, 1, 'and only once');
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});

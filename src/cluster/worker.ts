@@ -3,6 +3,7 @@ import type { Config } from '../config/types.js';
 import { channels, type CachePurgeEvent, type HealthChangeEvent } from '../core/events.js';
 import { MEMORY_STORE_KEY } from '../filters/ratelimit/index.js';
 import { Switchyard } from '../main.js';
+import { onFirstLargeBody } from '../proxy/forward.js';
 import { keepMallocHeap } from '../server/malloc-tuning.js';
 import { createStderrLogger, type LogFn } from '../observability/logger.js';
 import type { FromWorker, HostOverride, ToWorker, WorkerUpstreamView } from './messages.js';
@@ -94,7 +95,7 @@ export function runWorker(): void {
       return;
     }
     for (const o of overrides) applyOverride(o);
-    keepMallocHeap();
+    onFirstLargeBody(() => keepMallocHeap());
     channels.healthChange.subscribe(onHealth);
     send({ sy: 'started', urls: [...proxy.listeners.values()].map((l) => l.url()) });
   };

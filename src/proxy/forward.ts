@@ -27,6 +27,19 @@ export interface ForwardOptions {
 /** Bytes a response may buffer for a slow client before the upstream is paused. */
 const CLIENT_BUFFER_LIMIT = 256 * 1024;
 
+/** An upstream body chunk at least this big means large responses flow through this process. */
+const LARGE_CHUNK = 32 * 1024;
+let firstLargeBody: (() => void) | null = null;
+
+/**
+ * Runs `hook` once, at the first large upstream body chunk. The CLI uses it to raise glibc's
+ * trim threshold (server/malloc-tuning.ts) only in processes that move large bodies, where it
+ * saves page faults; processes serving small responses keep the smaller footprint.
+ */
+export function onFirstLargeBody(hook: () => void): void {
+  firstLargeBody = hook;
+}
+
 class BodyTooLargeError extends Error {
   constructor() {
     super('request body exceeds maxBodySize');
@@ -466,6 +479,11 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.done) return false;
+    if (firstLargeBody !== null && chunk.length >= LARGE_CHUNK) {
+      const hook = firstLargeBody;
+      firstLargeBody = null;
+      hook();
+    }
     const res = this.ctx.res;
     if (this.heldHead !== null) this.writeHeldHead(false);
     if (res.write(chunk)) return true;

@@ -18,8 +18,9 @@
  *
  * 31 MiB sits just under glibc's 32 MiB cap for the dynamic threshold; with 4-16 MiB (trim at
  * 8-32 MiB) some runs still trimmed after large scavenges. The price is memory: up to 62 MiB of
- * freed heap may stay resident (about +35 MiB peak RSS under 100 KiB load). Done after start-up,
- * so start-up's own garbage has already been returned. `SWITCHYARD_MALLOC_TUNING=0` turns it off.
+ * freed heap may stay resident (about +25-35 MiB peak RSS). So the CLI applies it only once a
+ * large upstream body goes through (proxy/forward.ts `onFirstLargeBody`), long after start-up's
+ * own garbage was returned. `SWITCHYARD_MALLOC_TUNING=0` turns it off.
  */
 export function keepMallocHeap(mib = 31): boolean {
   if (process.platform !== 'linux' || process.env.SWITCHYARD_MALLOC_TUNING === '0') return false;
