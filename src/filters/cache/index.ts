@@ -122,33 +122,29 @@ function appendCacheStatus(existing: string | undefined, ours: string): string {
 /**
  * What a plain hit writes, derived once per stored entry (not per hit): the stored headers as a
  * flat `[name, value, ...]` list, the form node's writeHead takes without walking an object,
- * and the entry's Cache-Status for a hit. Kept beside the entry (a WeakMap, so the meta stays
- * plain data for the disk and redis encodings and the template goes with the entry).
+ * followed by `age`, `cache-status` (the entry's, for a hit) and `x-request-id`, so a hit copies
+ * one array of the final size and fills in two values. Kept beside the entry (a WeakMap, so the
+ * meta stays plain data for the disk and redis encodings and the template goes with the entry).
  */
-interface HitTemplate {
-  readonly head: readonly string[];
-  readonly cacheStatus: string;
-}
+const HIT_TEMPLATES = new WeakMap<ResponseMeta, readonly string[]>();
+/** Where serveHit writes the per-hit values into its copy of a template. */
+const AGE_FROM_END = 5;
+const REQUEST_ID_FROM_END = 1;
 
-const HIT_TEMPLATES = new WeakMap<ResponseMeta, HitTemplate>();
-
-function hitTemplate(meta: ResponseMeta): HitTemplate {
-  let template = HIT_TEMPLATES.get(meta);
-  if (template === undefined) {
-    const head: string[] = [];
-    const src = meta.headers;
-    for (const name in src) {
-      const v = src[name];
-      if (typeof v === 'string') head.push(name, v);
-      else for (const item of v) head.push(name, item);
-    }
-    template = {
-      head,
-      cacheStatus: appendCacheStatus(meta.upstreamCacheStatus, 'switchyard; hit'),
-    };
-    HIT_TEMPLATES.set(meta, template);
+function hitTemplate(meta: ResponseMeta): readonly string[] {
+  const known = HIT_TEMPLATES.get(meta);
+  if (known !== undefined) return known;
+  const head: string[] = [];
+  const src = meta.headers;
+  for (const name in src) {
+    const v = src[name];
+    if (typeof v === 'string') head.push(name, v);
+    else for (const item of v) head.push(name, item);
   }
-  return template;
+  const cacheStatus = appendCacheStatus(meta.upstreamCacheStatus, 'switchyard; hit');
+  head.push('age', '0', 'cache-status', cacheStatus, 'x-request-id', '');
+  HIT_TEMPLATES.set(meta, head);
+  return head;
 }
 
 /** A head hook for responses the cache forwards without storing. */
@@ -574,17 +570,11 @@ class CacheFilter implements Filter, WriterHost {
       this.serveEntry(ctx, out, ctx.responseHeadHooks, meta, body, 'hit', 'hit');
       return;
     }
-    const template = hitTemplate(meta);
     const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
-    const head = template.head.slice();
-    head.push(
-      'age',
-      age > 0 ? String(age) : '0',
-      'cache-status',
-      template.cacheStatus,
-      'x-request-id',
-      ctx.requestId,
-    );
+    const head = hitTemplate(meta).slice();
+    const end = head.length;
+    if (age > 0) head[end - AGE_FROM_END] = String(age);
+    head[end - REQUEST_ID_FROM_END] = ctx.requestId;
     this.emit(ctx, 'hit', false);
     ctx.status = meta.status;
     // node's ServerResponse takes a flat [name, value, ...] list (ResponseWriter types an object).
