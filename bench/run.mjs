@@ -12,9 +12,9 @@
 //   CONNS [50]  THREADS [1]  SIZES ["1k 100k"]
 //   TARGETS ["direct nginx switchyard switchyard-obs"]  switchyard-obs: the same Switchyard config
 //            plus a JSON access log to a file, the admin listener (metrics, live stats) and
-//            tracing (issue 8: at most 10% slower than switchyard)  also: switchyard-h1 (the
-//            switchyard config with SWITCHYARD_UPSTREAM_CLIENT=h1: Switchyard's own HTTP/1.1 upstream client
-//            instead of undici, for interleaved A/B), ceiling (bench/ceiling-proxy.mjs, a minimal
+//            tracing (issue 8: at most 10% slower than switchyard)  also: switchyard-undici
+//            (the switchyard config with SWITCHYARD_UPSTREAM_CLIENT=undici: undici's Pool instead
+//            of Switchyard's own HTTP/1.1 upstream client, for interleaved A/B), ceiling (bench/ceiling-proxy.mjs, a minimal
 //            node:http + undici Pool.dispatch proxy: the ceiling for this architecture),
 //            ceiling-http (same, node:http Agent upstream), ceiling-hwm (undici, HWM=256KiB)
 //   HIGH_CONNS [1000] (0 skips the phase)  HIGH_THREADS [2]  HIGH_DURATION [DURATION]
@@ -85,7 +85,7 @@ const PORTS = {
   nginx: 18101,
   switchyard: 18200,
   'switchyard-obs': 18210,
-  'switchyard-h1': 18220,
+  'switchyard-undici': 18220,
   'nginx-gzip': 18103,
   'nginx-tls': 18104,
   'switchyard-compress': 18230,
@@ -683,10 +683,10 @@ routes:
   );
   // The same on undici's Pool instead of Switchyard's own HTTP/1.1 client (A/B of the engine).
   writeFileSync(
-    join(WORK, 'switchyard-h1.yaml'),
+    join(WORK, 'switchyard-undici.yaml'),
     `listeners:
   - name: bench
-    address: 127.0.0.1:${PORTS['switchyard-h1']}
+    address: 127.0.0.1:${PORTS['switchyard-undici']}
     limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
 upstreams:
   origin:
@@ -1027,13 +1027,19 @@ function startTarget(name) {
         '-c',
         join(WORK, 'switchyard-obs.yaml'),
       ]);
-    case 'switchyard-h1':
+    case 'switchyard-undici':
       return startBg(
-        'switchyard-h1',
+        'switchyard-undici',
         PROXY_CPU,
         process.execPath,
-        [...NODE_OPTS, join(ROOT, 'bin/switchyard'), 'run', '-c', join(WORK, 'switchyard-h1.yaml')],
-        { SWITCHYARD_UPSTREAM_CLIENT: 'h1' },
+        [
+          ...NODE_OPTS,
+          join(ROOT, 'bin/switchyard'),
+          'run',
+          '-c',
+          join(WORK, 'switchyard-undici.yaml'),
+        ],
+        { SWITCHYARD_UPSTREAM_CLIENT: 'undici' },
       );
     case 'node-https-floor':
       return startBg(
@@ -1059,7 +1065,7 @@ function startTarget(name) {
       );
     default:
       throw new Error(
-        `unknown target ${name} (direct nginx switchyard switchyard-obs switchyard-h1 ceiling ceiling-http ceiling-hwm)`,
+        `unknown target ${name} (direct nginx switchyard switchyard-obs switchyard-undici ceiling ceiling-http ceiling-hwm)`,
       );
   }
 }

@@ -182,7 +182,9 @@ describe('serving stale when the upstream cannot be reached', () => {
     assert.equal(r.status, 200);
     assert.equal(r.text, '/gone-away #1');
     assert.match(r.headers['cache-status'], /fwd=stale; fwd-status=502/);
-    assert.equal(count('/gone-away'), 2);
+    // The refresh reached the origin; the upstream client may try once more on a fresh
+    // connection when a reused keep-alive connection closes before any response byte.
+    assert.ok([2, 3].includes(count('/gone-away')), `origin saw ${count('/gone-away')} requests`);
   });
 
   for (const cc of ['must-revalidate', 'proxy-revalidate', 'no-cache', 's-maxage=5']) {

@@ -1,7 +1,8 @@
 // keepMallocHeap raises glibc's dynamic mmap/trim thresholds (see src/server/malloc-tuning.ts).
 // Observable without a profiler: after it, an 8 MiB malloc is served from the brk heap (the
 // "[heap]" mapping grows) instead of a separate mmap. Run in a child so the test runner's own
-// allocator state does not matter.
+// allocator state does not matter, with --single-threaded-gc so that gc() itself frees the
+// block (a background sweeper can be late on a loaded machine).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -24,10 +25,14 @@ process.stdout.write(JSON.stringify({ applied, grew: heapMiB() - before }));
 `;
 
 function run(env) {
-  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', probe], {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-  });
+  const out = execFileSync(
+    process.execPath,
+    ['--expose-gc', '--single-threaded-gc', '--input-type=module', '-e', probe],
+    {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    },
+  );
   return JSON.parse(out);
 }
 

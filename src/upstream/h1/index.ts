@@ -8,9 +8,10 @@ export type { H1DispatchHandler } from './connection.js';
 export { H1ClientError, ResponseParseError } from './common.js';
 
 /**
- * The module-level switch, read once at start: `SWITCHYARD_UPSTREAM_CLIENT=h1` puts plain
- * http1 upstreams on this client. It is opt-in: on a quiet machine it was 1.18x undici's
- * requests/s at 1 KiB but 2-4x slower at 100 KiB (docs/performance.md), so undici stays the
- * default until the large-body path is fixed.
+ * The module-level switch, read once at start: plain http1 upstreams use this client unless
+ * `SWITCHYARD_UPSTREAM_CLIENT=undici` says otherwise (TLS and h2/h2c upstreams always use
+ * undici). Default since 2026-11-29: once glibc's heap trimming was out of the way
+ * (server/malloc-tuning.ts), it took 20-25% less CPU per request than undici at 1 KiB, less at
+ * 100 KiB too, and about 40 MiB less peak memory (docs/performance.md).
  */
-export const h1ClientEnabled = process.env.SWITCHYARD_UPSTREAM_CLIENT === 'h1';
+export const h1ClientEnabled = process.env.SWITCHYARD_UPSTREAM_CLIENT !== 'undici';
