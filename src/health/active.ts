@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { undici } from '../upstream/undici.js';
 import { channels } from '../core/events.js';
 import type { RandomSource } from '../upstream/clock.js';
 import type { Host } from '../upstream/host.js';
@@ -45,7 +46,7 @@ export class HostChecker {
     this.random = random;
     this.log = log;
     const pool = host.poolSettings;
-    this.pool = new Pool(host.origin, {
+    this.pool = new (undici().Pool)(host.origin, {
       connections: 1,
       pipelining: 1,
       keepAliveTimeout: Math.max(settings.intervalMs * 2, 1000),

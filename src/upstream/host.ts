@@ -1,8 +1,9 @@
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { createUpstreamConnector, needsUpstreamConnector } from './tls.js';
 import { channels } from '../core/events.js';
 import { systemClock, type Clock } from './clock.js';
 import { H1Pool, h1ClientEnabled } from './h1/index.js';
+import { undici } from './undici.js';
 
 /** The pool settings that, when changed by a reload, require a new pool for the same server. */
 export interface PoolSettings {
@@ -264,7 +265,7 @@ function createPool(origin: string, settings: PoolSettings): Pool {
       maxConnections: settings.maxConnections,
     }) as unknown as Pool;
   }
-  return new Pool(origin, {
+  return new (undici().Pool)(origin, {
     connections: settings.maxConnections,
     // HTTP/2 multiplexes: up to 100 streams per connection instead of one request at a time.
     pipelining: settings.protocol === 'http1' ? 1 : 100,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
+import { undici } from './undici.js';
 
 /** The upstream `tls` section as written in the config (validated by the schema). */
 export interface UpstreamTlsSettings {
@@ -72,7 +73,7 @@ export function createUpstreamConnector(
   const tlsOptions = settings.tls ?? {};
   const servername =
     (tlsOptions.servername as string | undefined) ?? (isIP(hostname) ? undefined : hostname);
-  const connector = buildConnector({
+  const connector = undici().buildConnector({
     ...tlsOptions,
     timeout: settings.connectTimeoutMs,
     allowH2: settings.protocol !== 'http1',

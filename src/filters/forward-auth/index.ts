@@ -1,9 +1,13 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher } from 'undici';
 import type { OutgoingHeaders, RequestContext } from '../../core/context.js';
 import { channels } from '../../core/events.js';
 import { isHopByHop } from '../../core/http.js';
 import type { Filter, FilterDeps, FilterFactory } from '../../core/filter.js';
 import { parseDuration } from '../../config/units.js';
+
+// undici loads only when a route uses forwardAuth (the feature is registered for every config).
+const requireLazily = createRequire(import.meta.url);
 
 interface ForwardAuthConfig {
   url: string;
@@ -51,6 +55,7 @@ export const forwardAuthFeature: FilterFactory = {
     const timeoutMs = parseDuration(config.timeout ?? '5s');
     const copy = (config.copyHeaders ?? []).map((h) => h.toLowerCase());
     const copySet = new Set(copy);
+    const { Agent, request } = requireLazily('undici') as typeof import('undici');
     const agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
 
     const authHeaders = (ctx: RequestContext): string[] => {
