@@ -3,10 +3,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
+import https from 'node:https';
 import path from 'node:path';
+import tls from 'node:tls';
 
 export async function startDns() {
   const socket = dgram.createSocket('udp4');
@@ -172,4 +174,45 @@ export async function startPebble() {
       dns.close();
     },
   };
+}
+
+/** pebble's issuing root, from its management API (`dir` and `managementPort` of startPebble). */
+export function pebbleRoot(dir, managementPort) {
+  return new Promise((resolve, reject) => {
+    https
+      .get(
+        `https://127.0.0.1:${managementPort}/roots/0`,
+        { ca: readFileSync(path.join(dir, 'api-ca.pem')) },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        },
+      )
+      .on('error', reject);
+  });
+}
+
+/** A TLS handshake with SNI; resolves { authorized, error, peer, alpn, response } after a GET. */
+export function fetchOverTls(port, servername, ca) {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['http/1.1'] },
+      () => {
+        const result = {
+          authorized: socket.authorized,
+          error: socket.authorizationError,
+          peer: socket.getPeerCertificate(true),
+          alpn: socket.alpnProtocol,
+        };
+        socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+        let data = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (c) => (data += c));
+        socket.on('end', () => resolve({ ...result, response: data }));
+      },
+    );
+    socket.on('error', reject);
+  });
 }

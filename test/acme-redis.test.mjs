@@ -5,9 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
-import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { configFrom, sparePort, startRedis, stopRedis } from './helpers.mjs';
@@ -28,7 +26,12 @@ const skip = !installed('pebble', '/usr/bin/pebble')
     : false;
 
 /** A DNS server answering every A query with 127.0.0.1 (and AAAA with no address). */
-import { freePort, startPebble } from './acme-helpers.mjs';
+import {
+  freePort,
+  startPebble,
+  fetchOverTls,
+  pebbleRoot as pebbleRootOf,
+} from './acme-helpers.mjs';
 
 let dir;
 let pebble;
@@ -51,45 +54,7 @@ after(async () => {
 });
 
 /** pebble's issuing root, from its management API. */
-async function pebbleRoot() {
-  return new Promise((resolve, reject) => {
-    https
-      .get(
-        `https://127.0.0.1:${ports.management}/roots/0`,
-        { ca: readFileSync(path.join(dir, 'api-ca.pem')) },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c) => (body += c));
-          res.on('end', () => resolve(body));
-        },
-      )
-      .on('error', reject);
-  });
-}
-
-/** A TLS handshake with SNI; resolves { authorized, error, peer, alpn, body } after a GET. */
-function fetchOverTls(port, servername, ca) {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect(
-      { host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['http/1.1'] },
-      () => {
-        const result = {
-          authorized: socket.authorized,
-          error: socket.authorizationError,
-          peer: socket.getPeerCertificate(true),
-          alpn: socket.alpnProtocol,
-        };
-        socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
-        let data = '';
-        socket.setEncoding('utf8');
-        socket.on('data', (c) => (data += c));
-        socket.on('end', () => resolve({ ...result, response: data }));
-      },
-    );
-    socket.on('error', reject);
-  });
-}
+const pebbleRoot = () => pebbleRootOf(dir, ports.management);
 
 function withTimeout(promise, ms, what) {
   let timer;

@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startRedis as startRedisServer, stopRedis } from './helpers.mjs';
 
 const BIN = new URL('../bin/switchyard', import.meta.url).pathname;
 /** Starting processes is slow on a busy 2-core machine; these bounds are generous on purpose. */
@@ -190,37 +191,8 @@ export async function eventually(
   }
 }
 
-/** Starts redis-server on `port` (no persistence); resolves once it accepts connections. */
+/** Starts redis-server on `port` (helpers.mjs); returns the child and a `kill()` that awaits exit. */
 export async function startRedis(port) {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 15_000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited ${code}: ${out}`));
-    });
-  });
-  child.stdout.resume();
-  child.stderr.resume();
-  return {
-    child,
-    async kill() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await gone;
-    },
-  };
+  const child = await startRedisServer(port);
+  return { child, kill: () => stopRedis(child) };
 }

@@ -138,7 +138,7 @@ export async function startRedis(port) {
   );
   let out = '';
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 15_000);
     child.stdout.on('data', (d) => {
       out += d;
       if (out.includes('Ready to accept connections')) {
@@ -146,14 +146,18 @@ export async function startRedis(port) {
         resolve();
       }
     });
-    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited ${code}: ${out}`));
+    });
   });
   child.stdout.resume();
+  child.stderr.resume();
   return child;
 }
 
 export async function stopRedis(child) {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGKILL');
   await once(child, 'exit');
 }
