@@ -665,55 +665,17 @@ function writeFiles() {
 }\n`,
   );
   if (SUITES.length > 0) writeSuiteFiles(head, temps);
-  // The smallest config proxying everything to the origin. Every benchmark client is
-  // 127.0.0.1, so the per-address connection cap (default 256) is raised for the c1000 phase.
-  writeFileSync(
-    join(WORK, 'switchyard.yaml'),
-    `listeners:
-  - name: bench
-    address: 127.0.0.1:${PORTS.switchyard}
-    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
-upstreams:
-  origin:
-    servers:
-      - url: http://${ORIGIN}
-routes:
-  - upstream: origin
-`,
-  );
-  // The same on undici's Pool instead of Switchyard's own HTTP/1.1 client (A/B of the engine).
-  writeFileSync(
-    join(WORK, 'switchyard-undici.yaml'),
-    `listeners:
-  - name: bench
-    address: 127.0.0.1:${PORTS['switchyard-undici']}
-    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
-upstreams:
-  origin:
-    servers:
-      - url: http://${ORIGIN}
-routes:
-  - upstream: origin
-`,
-  );
-  // The same with observability on: JSON access log to a file, admin listener (Prometheus
-  // metrics and the dashboard's live stats) and tracing (on by default in both).
-  writeFileSync(
-    join(WORK, 'switchyard-obs.yaml'),
-    `listeners:
-  - name: bench
-    address: 127.0.0.1:${PORTS['switchyard-obs']}
-    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }
-upstreams:
-  origin:
-    servers:
-      - url: http://${ORIGIN}
-routes:
-  - upstream: origin
-accessLog: { format: json, output: ${JSON.stringify(join(WORK, 'access.log'))} }
+  // The smallest config proxying everything to the origin; the same on undici's Pool instead
+  // of Switchyard's own HTTP/1.1 client (A/B of the engine); the same with observability on:
+  // JSON access log to a file, admin listener (Prometheus metrics and the dashboard's live
+  // stats) and tracing (on by default in all three).
+  switchyardConf('switchyard');
+  switchyardConf('switchyard-undici');
+  switchyardConf('switchyard-obs', '', {
+    top: `accessLog: { format: json, output: ${JSON.stringify(join(WORK, 'access.log'))} }
 admin: { address: 127.0.0.1:${PORTS['switchyard-obs'] + 1} }
 `,
-  );
+  });
   // wrk: keep its fast C path, print one machine-readable line at the end.
   writeFileSync(
     join(WORK, 'report.lua'),
@@ -768,13 +730,34 @@ function originCacheLocations() {
 }
 
 /** nginx and Switchyard configs (and the test certificate) of the optional suites. */
+/**
+ * Writes `WORK/<name>.yaml`: one listener on the target's port, the origin as the only upstream,
+ * one catch-all route (`route`: YAML lines added to it), plus `extra.listener` lines under the
+ * listener and `extra.top` top-level sections. Every benchmark client is 127.0.0.1, so the
+ * per-address connection cap (default 256) is raised for the c1000 phase.
+ */
+function switchyardConf(name, route = '', extra = {}) {
+  writeFileSync(
+    join(WORK, `${name}.yaml`),
+    `listeners:
+  - name: bench
+    address: 127.0.0.1:${PORTS[name]}
+    limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }${extra.listener ?? ''}
+upstreams:
+  origin:
+    servers:
+      - url: http://${ORIGIN}
+routes:
+  - upstream: origin${route}
+${extra.top ?? ''}`,
+  );
+}
+
 function writeSuiteFiles(head, temps) {
   for (const n of ['nginx-gzip', 'nginx-tls', 'nginx-cache', 'nginx-h2', 'nginx-w2'])
     for (const d of ['logs', 'tmp']) mkdirSync(join(WORK, n, d), { recursive: true });
   const upstream = `upstream origin { server ${ORIGIN}; keepalive 64; keepalive_requests 10000000; keepalive_timeout 60s; }`;
   const pass = `location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }`;
-  const limits =
-    'limits: { maxConnections: 100000, maxConnectionsPerIp: 100000, idleTimeout: 75s }';
   if (SUITES.includes('compression')) {
     // gzip_vary matches Switchyard, which always sends Vary: Accept-Encoding.
     writeFileSync(
@@ -788,23 +771,13 @@ function writeSuiteFiles(head, temps) {
     server { listen 127.0.0.1:${PORTS['nginx-gzip']} backlog=4096; ${pass} }
 }\n`,
     );
-    writeFileSync(
-      join(WORK, 'switchyard-compress.yaml'),
-      `listeners:
-  - name: bench
-    address: 127.0.0.1:${PORTS['switchyard-compress']}
-    ${limits}
-upstreams:
-  origin:
-    servers:
-      - url: http://${ORIGIN}
-routes:
-  - upstream: origin
+    switchyardConf(
+      'switchyard-compress',
+      `
     compression:
       algorithms: [br, gzip]
       types: [application/json]
-      level: { br: 4, gzip: 6 }
-`,
+      level: { br: 4, gzip: 6 }`,
     );
   }
   const cert = join(WORK, 'tls-cert.pem');
@@ -850,23 +823,12 @@ routes:
     }
 }\n`,
     );
-    writeFileSync(
-      join(WORK, 'switchyard-tls.yaml'),
-      `listeners:
-  - name: bench
-    address: 127.0.0.1:${PORTS['switchyard-tls']}
-    ${limits}
+    switchyardConf('switchyard-tls', '', {
+      listener: `
     tls:
       certificates:
-        - { cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} }
-upstreams:
-  origin:
-    servers:
-      - url: http://${ORIGIN}
-routes:
-  - upstream: origin
-`,
-    );
+        - { cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} }`,
+    });
   }
   const proxyConf = (name, extraHttp, listen, serverExtra = '', location = pass) =>
     writeFileSync(
@@ -882,21 +844,6 @@ routes:
         ${location}
     }
 }\n`,
-    );
-  const switchyardConf = (name, route, extra = { listener: '', top: '' }) =>
-    writeFileSync(
-      join(WORK, `${name}.yaml`),
-      `listeners:
-  - name: bench
-    address: 127.0.0.1:${PORTS[name]}
-    ${limits}${extra.listener}
-upstreams:
-  origin:
-    servers:
-      - url: http://${ORIGIN}
-routes:
-  - upstream: origin${route}
-${extra.top}`,
     );
   if (SUITES.includes('cache')) {
     // proxy_cache keeps bodies in files (here under WORK, so in the page cache after the first
