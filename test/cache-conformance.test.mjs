@@ -224,3 +224,20 @@ describe('Vary', () => {
     assert.equal(count('/lang'), 2);
   });
 });
+
+test('an If-Modified-Since that is not an HTTP-date is ignored (RFC 9110 §13.1.3)', async () => {
+  const lastModified = 'Sun, 06 Nov 1994 08:49:37 GMT';
+  behaviours.set(
+    '/ims',
+    respond(200, { 'cache-control': 'max-age=3600', 'last-modified': lastModified }),
+  );
+  await get(plain, '/ims');
+  assert.equal((await get(plain, '/ims', { 'if-modified-since': lastModified })).status, 304);
+  // Date.parse would take these (a zone other than GMT, no weekday comma); an HTTP-date parser
+  // does not, so the cache answers with the full response.
+  for (const bad of ['Sun, 06 Nov 2094 08:49:37 UTC', 'Sun 06 Nov 2094 08:49:37 GMT']) {
+    const r = await get(plain, '/ims', { 'if-modified-since': bad });
+    assert.equal(r.status, 200, bad);
+    assert.equal(r.text, '/ims #1');
+  }
+});

@@ -182,8 +182,6 @@ export function parseHttpDate(text: string | undefined): number | undefined {
   return undefined;
 }
 
-const parseDate = parseHttpDate;
-
 /**
  * Status codes whose semantics this cache knows (those RFC 9110 defines). Only `must-understand`
  * asks about this (RFC 9111 §5.2.2.3); other final statuses are storable with explicit freshness.
@@ -238,7 +236,7 @@ export function analyzeResponse(
     staleWhileRevalidate: deltaSeconds(cc, 'stale-while-revalidate') || 0,
     staleIfError: deltaSeconds(cc, 'stale-if-error') || 0,
     etag: headerText(headers.etag),
-    lastModified: parseDate(headerText(headers['last-modified'])),
+    lastModified: parseHttpDate(headerText(headers['last-modified'])),
   };
   const reqHeaders: Record<string, string> = {};
   for (const name of ['cache-control', 'authorization', 'host']) {
@@ -285,7 +283,7 @@ export function analyzeResponse(
   }
 
   // Age (RFC 9111 §4.2.3), ignoring a malformed or negative Age header.
-  const date = parseDate(resHeaders.date) ?? responseTime;
+  const date = parseHttpDate(resHeaders.date) ?? responseTime;
   const ageText = resHeaders.age?.split(',')[0].trim();
   const ageValue = ageText !== undefined && /^[0-9]+$/.test(ageText) ? Number(ageText) : 0;
   const apparentAge = Math.max(0, (responseTime - date) / 1000);
@@ -300,7 +298,7 @@ export function analyzeResponse(
   } else if (maxAge !== undefined) {
     facts.lifetime = Number.isNaN(maxAge) ? 0 : maxAge;
   } else if (resHeaders.expires !== undefined) {
-    const expires = parseDate(resHeaders.expires);
+    const expires = parseHttpDate(resHeaders.expires);
     facts.lifetime = expires === undefined ? 0 : Math.max(0, (expires - date) / 1000);
   } else if (HEURISTIC_STATUSES.has(status) || cc.has('public')) {
     if (facts.lastModified !== undefined && facts.lastModified < date) {
@@ -389,8 +387,9 @@ export function notModified(
   if (inm !== undefined) return etagMatches(inm, etag);
   const ims = reqHeaders['if-modified-since'];
   if (ims !== undefined && lastModified !== undefined) {
-    const since = Date.parse(ims);
-    return Number.isFinite(since) && lastModified <= since;
+    // Not a valid HTTP-date: the header is ignored (RFC 9110 §13.1.3).
+    const since = parseHttpDate(ims);
+    return since !== undefined && lastModified <= since;
   }
   return false;
 }

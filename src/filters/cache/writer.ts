@@ -5,7 +5,14 @@ import type {
   ResponseWriter,
 } from '../../core/context.js';
 import type { Inflight } from './engine.js';
-import { analyzeResponse, headersFor304, headerText, notModified, parseRange } from './policy.js';
+import {
+  analyzeResponse,
+  headersFor304,
+  headerText,
+  notModified,
+  parseHttpDate,
+  parseRange,
+} from './policy.js';
 import type { ResponseMeta } from './store.js';
 
 /** Everything the writer needs from the filter; implemented by CacheFilter. */
@@ -274,7 +281,7 @@ export class CacheWriter implements ResponseWriter {
     if (status === 200) {
       const etag = headerText(headers.etag);
       const lm = headerText(headers['last-modified']);
-      const lastModified = lm === undefined ? undefined : Date.parse(lm);
+      const lastModified = parseHttpDate(lm);
       if (plan.conditional !== null && notModified(plan.conditional, etag, lastModified)) {
         clientStatus = 304;
         headers = headersFor304(headers as Record<string, string | string[]>);
@@ -403,6 +410,6 @@ export function ifRangeMatches(
   if (v.startsWith('"') || v.startsWith('W/')) {
     return etag !== undefined && !v.startsWith('W/') && !etag.startsWith('W/') && v === etag;
   }
-  const date = Date.parse(v);
-  return Number.isFinite(date) && lastModified !== undefined && date === lastModified;
+  const date = parseHttpDate(v);
+  return date !== undefined && lastModified !== undefined && date === lastModified;
 }
