@@ -45,7 +45,9 @@ test(
   () => {
     const on = run({});
     assert.equal(on.applied, true);
-    assert.ok(on.grew >= 8, `the 8 MiB block came from the heap (grew ${on.grew} MiB)`);
+    // Free space already at the heap top may hold part of the block, so the heap grows by a
+    // little less than 8 MiB (CI saw 7.97); an mmap'd block would leave it unchanged.
+    assert.ok(on.grew >= 6, `the 8 MiB block came from the heap (grew ${on.grew} MiB)`);
   },
 );
 
