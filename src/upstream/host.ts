@@ -9,6 +9,8 @@ import { undici } from './undici.js';
 export interface PoolSettings {
   connectTimeoutMs: number;
   keepAliveIdleMs: number;
+  /** Idle connections kept per server (enforced by the built-in HTTP/1.1 client). */
+  maxIdle: number;
   maxConnections: number | null;
   protocol: 'http1' | 'h2' | 'h2c';
   /** Options from the upstream TLS feature, passed to undici's connector as they are. */
@@ -263,6 +265,7 @@ function createPool(origin: string, settings: PoolSettings): Pool {
       connectTimeoutMs: settings.connectTimeoutMs,
       keepAliveIdleMs: settings.keepAliveIdleMs,
       maxConnections: settings.maxConnections,
+      maxIdle: settings.maxIdle,
     }) as unknown as Pool;
   }
   return new (undici().Pool)(origin, {

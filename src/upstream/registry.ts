@@ -14,6 +14,7 @@ function poolSettings(config: UpstreamConfig): PoolSettings {
   return {
     connectTimeoutMs: config.connectTimeoutMs,
     keepAliveIdleMs: config.keepAlive.idleTimeoutMs,
+    maxIdle: config.keepAlive.maxIdle,
     maxConnections: limits?.maxConnections ?? null,
     protocol: config.protocol,
     tls: upstreamTlsOptions(config.name, config.features.tls as UpstreamTlsSettings | undefined),

@@ -14,6 +14,11 @@ export interface H1PoolOptions {
   keepAliveIdleMs?: number;
   /** null: unbounded (a new connection whenever none is free). */
   maxConnections?: number | null;
+  /**
+   * Idle keep-alive connections kept (nginx's `keepalive N`); past it the least recently used
+   * one is closed. null: unbounded (they still close after keepAliveIdleMs).
+   */
+  maxIdle?: number | null;
 }
 
 /** The dispatch options Switchyard passes (undici's names). */
@@ -56,6 +61,8 @@ export class H1Pool implements ConnectionOwner {
   private readonly connectTimeoutMs: number;
   private readonly keepAliveIdleMs: number;
   private readonly maxConnections: number | null;
+  private readonly maxIdle: number;
+  /** Least recently used first: requests take from the end, surplus closes from the start. */
   private readonly idle: Connection[] = [];
   private readonly conns = new Set<Connection>();
   private queue: H1Request[] = [];
@@ -75,6 +82,7 @@ export class H1Pool implements ConnectionOwner {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.keepAliveIdleMs = options.keepAliveIdleMs ?? 4_000;
     this.maxConnections = options.maxConnections ?? null;
+    this.maxIdle = options.maxIdle ?? Infinity;
     noteTimeout(this.connectTimeoutMs);
     noteTimeout(this.keepAliveIdleMs);
   }
@@ -293,6 +301,7 @@ export class H1Pool implements ConnectionOwner {
     }
     conn.setIdle(idleMs);
     this.idle.push(conn);
+    if (this.idle.length > this.maxIdle) this.idle.shift()!.destroy();
   }
 
   onClosed(conn: Connection): void {
