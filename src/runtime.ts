@@ -132,6 +132,8 @@ export class Runtime implements RequestDispatcher {
         requestHeaderOps: compileRequestHeaderOps(route.requestHeaders, compileTemplate),
         readTimeoutMs: route.timeouts?.readMs ?? upstream.readTimeoutMs,
         sendTimeoutMs: route.timeouts?.sendMs ?? upstream.sendTimeoutMs,
+        // 0 turns the override off, as 0 does for the other timeouts.
+        connectTimeoutMs: route.timeouts?.connectMs || null,
         isTrustedPeer: (ctx) => this.isTrustedPeer(ctx.req),
         log: this.log,
       });

@@ -20,6 +20,11 @@ export interface ForwardOptions {
   requestHeaderOps: CompiledHeaderOps | null;
   readTimeoutMs: number;
   sendTimeoutMs: number;
+  /**
+   * A route's `timeouts.connect`: how long a request may wait for a connection to its server
+   * (opening one or waiting for a free one). null: the pool's own connectTimeout alone.
+   */
+  connectTimeoutMs: number | null;
   isTrustedPeer: (ctx: RequestContext) => boolean;
   log: (level: 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
 }
@@ -46,6 +51,13 @@ class BodyTooLargeError extends Error {
   }
 }
 
+class UpstreamConnectTimeoutError extends Error {
+  readonly code = 'SY_CONNECT_TIMEOUT';
+  constructor() {
+    super('no connection to the upstream within the route connect timeout');
+  }
+}
+
 class UpstreamSendTimeoutError extends Error {
   readonly code = 'SY_SEND_TIMEOUT';
   constructor() {
@@ -61,6 +73,7 @@ function errorCodeFor(err: Error & { code?: string }): ErrorCode {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
     case 'SY_SEND_TIMEOUT':
+    case 'SY_CONNECT_TIMEOUT':
     case 'ETIMEDOUT':
       return 'UPSTREAM_TIMEOUT';
     default:
@@ -192,6 +205,15 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   private body: Dispatcher.DispatchOptions['body'] = null;
   private resume: (() => void) | null = null;
   private sendTimer: NodeJS.Timeout | null = null;
+  private connectTimer: NodeJS.Timeout | null = null;
+  private readonly onConnectTimeout = () => {
+    this.connectTimer = null;
+    if (this.done || this.connected) return;
+    // The attempt may still get its connection later (onConnect then aborts it, as the request
+    // is done); nothing was sent, but it is not retried: the route's budget is spent.
+    this.attemptsLeft = 0;
+    this.onError(new UpstreamConnectTimeoutError());
+  };
   /** A gRPC trailers-only head held back until we know whether a body follows (see onHeaders). */
   private heldHead: { status: number; headers: Record<string, string | string[]> } | null = null;
   private readonly onDrain = () => {
@@ -283,6 +305,10 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     if (group.latency !== null) this.attemptStart = group.clock.now();
     ctx.upstreamStartTime = performance.now();
+    if (options.connectTimeoutMs !== null) {
+      if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+      this.connectTimer = setTimeout(this.onConnectTimeout, options.connectTimeoutMs);
+    }
     try {
       host.pool.dispatch(
         {
@@ -387,6 +413,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.abortUpstream = abort;
     this.connected = true;
+    this.clearConnectTimer();
     if (this.pending) {
       this.pending = false;
       this.group.state.pendingRequests--;
@@ -582,7 +609,15 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.group.state.activeRequests--;
     }
     this.clearSendTimer();
+    this.clearConnectTimer();
     this.resume = null;
+  }
+
+  private clearConnectTimer(): void {
+    if (this.connectTimer !== null) {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = null;
+    }
   }
 
   private clearSendTimer(): void {
