@@ -239,7 +239,12 @@ const Server = obj(
 
 const HealthCheck = obj(
   {
-    path: Type.String({ description: 'Path requested on each server.', default: '/' }),
+    path: Type.String({
+      pattern: '^/',
+      patternErrorMessage: 'must start with "/", like /healthz',
+      description: 'Path requested on each server.',
+      default: '/',
+    }),
     method: stringEnum(['GET', 'HEAD', 'OPTIONS'], 'Method of the check request.', 'GET'),
     host: Type.String({
       description: "Host header of the check request. Default: the server's host:port.",
