@@ -44,3 +44,20 @@ test('validate: healthCheck.path must start with "/" (the checks silently stoppe
   assert.equal(good.status, 0, good.stderr);
   assert.equal(good.stdout, 'config OK\n');
 });
+
+test('validate: healthCheck.interval and timeout of 0 are refused (0s ran checks in a busy loop)', () => {
+  const bad = validate(upstreamConfig('    healthCheck: { path: /h, interval: 0s, timeout: 0ms }'));
+  assert.equal(bad.status, 1, bad.stdout);
+  assert.match(
+    bad.stderr,
+    /^upstreams\.app\.healthCheck\.interval: must be longer than 0.* \(7:40\)$/m,
+  );
+  assert.match(
+    bad.stderr,
+    /^upstreams\.app\.healthCheck\.timeout: must be longer than 0.* \(7:53\)$/m,
+  );
+  const good = validate(
+    upstreamConfig('    healthCheck: { path: /h, interval: 250ms, timeout: 1s }'),
+  );
+  assert.equal(good.status, 0, good.stderr);
+});

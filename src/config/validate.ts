@@ -8,6 +8,7 @@ import type { IssueCollector, PathSegment } from './source.js';
 import type { Config, HostPort, RouteMatch } from './types.js';
 import { formatHostPort, isLoopbackHost, normalizeCidr } from './net.js';
 import { checkTemplate } from './templates.js';
+import { parseDuration } from './units.js';
 
 const TARGETS = ['upstream', 'redirect', 'respond'] as const;
 const PATH_KEYS = ['path', 'pathPrefix', 'pathRegex'] as const;
@@ -124,6 +125,12 @@ function checkUpstreams(raw: RawConfig, config: Config, issues: IssueCollector):
       checkTemplateAt(at('hashKey'), rawUpstream.hashKey, issues);
     if (rawUpstream?.hostHeader !== undefined)
       checkTemplateAt(at('hostHeader'), rawUpstream.hostHeader, issues);
+    // 0 would run checks back to back (a busy loop) or fail every check at once.
+    for (const key of ['interval', 'timeout'] as const) {
+      const text = rawUpstream?.healthCheck?.[key];
+      if (text !== undefined && durationOrNaN(text) === 0)
+        issues.add(at('healthCheck', key), `must be longer than 0, got "${text}"`);
+    }
     const checkBody = rawUpstream?.healthCheck?.body;
     if (checkBody !== undefined) {
       try {
@@ -257,6 +264,15 @@ function checkGlobal(raw: RawConfig, config: Config, issues: IssueCollector): vo
   }
   if (raw.cache?.store === 'disk' && raw.cache.path === undefined) {
     issues.add(['cache'], 'the disk store needs cache.path');
+  }
+}
+
+/** Milliseconds, or NaN for a malformed duration (normalization reports those). */
+function durationOrNaN(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch {
+    return NaN;
   }
 }
 
