@@ -61,3 +61,21 @@ test('validate: healthCheck.interval and timeout of 0 are refused (0s ran checks
   );
   assert.equal(good.status, 0, good.stderr);
 });
+
+test('validate: an invalid waf rule pattern is reported with its key path (run used to fail on it)', () => {
+  const config = (pattern) => `listeners:
+  - address: 127.0.0.1:0
+routes:
+  - respond: { status: 200 }
+waf:
+  mode: block
+  rules:
+    - { id: 10001, part: query, pattern: "(?i)badword" }
+    - { id: 10002, part: query, pattern: "${pattern}" }
+`;
+  const bad = validate(config('(?i)(unclosed'));
+  assert.equal(bad.status, 1, bad.stdout);
+  assert.match(bad.stderr, /^waf\.rules\[1\]\.pattern: invalid regular expression: .* \(9:42\)$/m);
+  const good = validate(config('(?is)a.c'));
+  assert.equal(good.status, 0, good.stderr);
+});

@@ -341,7 +341,7 @@ listeners: [{ address: "127.0.0.1:0" }]
 waf: { mode: block, rules: [{ id: 77, part: query, pattern: "(unclosed" }] }
 routes: [{ respond: { body: x } }]
 `),
-      /waf\.rules \(id 77\): invalid pattern/,
+      /waf\.rules\[0\]\.pattern: invalid regular expression: .*Unterminated group \(3:61\)/,
     );
   });
 

@@ -256,6 +256,22 @@ function checkGlobal(raw: RawConfig, config: Config, issues: IssueCollector): vo
       'an admin listener without admin.token must bind to loopback (127.0.0.1 or ::1)',
     );
   }
+  (raw.waf?.rules ?? []).forEach((rule, i) => {
+    if ((rule.operator ?? 'regex') !== 'regex') return;
+    // As the waf compiles it: a leading PCRE-style `(?i)`, `(?s)`, `(?m)` becomes flags.
+    const inline = /^\(\?([ims]+)\)/.exec(rule.pattern);
+    try {
+      new RegExp(
+        inline === null ? rule.pattern : rule.pattern.slice(inline[0].length),
+        inline === null ? '' : [...new Set(inline[1])].join(''),
+      );
+    } catch (e) {
+      issues.add(
+        ['waf', 'rules', i, 'pattern'],
+        `invalid regular expression: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}`,
+      );
+    }
+  });
   if (raw.rateLimitStore === 'redis' && raw.redis === undefined) {
     issues.add(['rateLimitStore'], 'the redis store needs redis.url to be configured');
   }
