@@ -79,3 +79,28 @@ waf:
   const good = validate(config('(?is)a.c'));
   assert.equal(good.status, 0, good.stderr);
 });
+
+test('validate: URL-valued keys are checked (forwardAuth.url crashed run with "Invalid URL")', () => {
+  const config = (authUrl, endpoint, directory) => `listeners:
+  - address: 127.0.0.1:0
+routes:
+  - match: { pathPrefix: /a/ }
+    respond: { status: 200 }
+    forwardAuth: { url: "${authUrl}" }
+tracing: { otlp: { endpoint: "${endpoint}" } }
+acme: { email: ops@example.com, directory: "${directory}" }
+`;
+  const bad = validate(config('auth.internal/verify', 'localhost:4318', 'ftp://acme'));
+  assert.equal(bad.status, 1, bad.stdout);
+  const lines = bad.stderr.trim().split('\n');
+  assert.deepEqual(
+    lines.map((l) => l.replace(/: .*\(/, ' (')),
+    ['routes[0].forwardAuth.url (6:25)', 'tracing.otlp.endpoint (7:30)', 'acme.directory (8:44)'],
+    bad.stderr,
+  );
+  assert.match(lines[0], /expected an http:\/\/ or https:\/\/ URL, got "auth.internal\/verify"/);
+  const good = validate(
+    config('http://127.0.0.1:9/verify', 'http://127.0.0.1:4318', 'https://127.0.0.1:9/dir'),
+  );
+  assert.equal(good.status, 0, good.stderr);
+});

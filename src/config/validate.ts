@@ -214,6 +214,8 @@ function checkRoutes(raw: RawConfig, config: Config, issues: IssueCollector): vo
         "Host cannot be removed (HTTP/1.1 requires it); use the upstream's hostHeader to change it",
       );
     }
+    if (r.forwardAuth !== undefined)
+      checkHttpUrl(at('forwardAuth', 'url'), r.forwardAuth.url, issues);
     if (r.rateLimit?.key !== undefined)
       checkTemplateAt(at('rateLimit', 'key'), r.rateLimit.key, issues);
     if (typeof r.cache === 'object' && r.cache.key !== undefined) {
@@ -256,6 +258,10 @@ function checkGlobal(raw: RawConfig, config: Config, issues: IssueCollector): vo
       'an admin listener without admin.token must bind to loopback (127.0.0.1 or ::1)',
     );
   }
+  if (raw.tracing?.otlp !== undefined)
+    checkHttpUrl(['tracing', 'otlp', 'endpoint'], raw.tracing.otlp.endpoint, issues);
+  if (raw.acme?.directory !== undefined)
+    checkHttpUrl(['acme', 'directory'], raw.acme.directory, issues);
   (raw.waf?.rules ?? []).forEach((rule, i) => {
     if ((rule.operator ?? 'regex') !== 'regex') return;
     // As the waf compiles it: a leading PCRE-style `(?i)`, `(?s)`, `(?m)` becomes flags.
@@ -281,6 +287,17 @@ function checkGlobal(raw: RawConfig, config: Config, issues: IssueCollector): vo
   if (raw.cache?.store === 'disk' && raw.cache.path === undefined) {
     issues.add(['cache'], 'the disk store needs cache.path');
   }
+}
+
+function checkHttpUrl(path: PathSegment[], text: string, issues: IssueCollector): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+    issues.add(path, `expected an http:// or https:// URL, got "${text}"`);
 }
 
 /** Milliseconds, or NaN for a malformed duration (normalization reports those). */
