@@ -6,10 +6,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startOrigin, startProxy, rawRequest } from './helpers.mjs';
 
 const BIN = new URL('../bin/switchyard', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-audit-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const cleanups = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 let files = 0;
 /** Runs `switchyard validate -c FILE` on the given YAML text. */
@@ -103,4 +108,47 @@ acme: { email: ops@example.com, directory: "${directory}" }
     config('http://127.0.0.1:9/verify', 'http://127.0.0.1:4318', 'https://127.0.0.1:9/dir'),
   );
   assert.equal(good.status, 0, good.stderr);
+});
+
+test('a request with an invalid Host value is answered 400 and never reaches the upstream', async () => {
+  const seen = [];
+  const origin = await startOrigin((req, res) => {
+    seen.push(req.headers.host);
+    res.end('ok');
+  });
+  cleanups.push(origin.close);
+  const p = await startProxy(`
+listeners: [{ address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app }]
+`);
+  cleanups.push(p.close);
+  const status = async (hostLine, target = '/') =>
+    Number(
+      /^HTTP\/1\.1 (\d{3})/.exec(
+        await rawRequest(
+          p.port,
+          `GET ${target} HTTP/1.1\r\n${hostLine}\r\nConnection: close\r\n\r\n`,
+        ),
+      )?.[1] ?? 0,
+    );
+  for (const bad of [
+    'Host: a b',
+    'Host: evil.example/x',
+    'Host: user@evil.example',
+    'Host: a:b:c',
+  ]) {
+    assert.equal(await status(bad), 400, bad);
+  }
+  assert.equal(await status('Host: x', 'http://a b/'), 400, 'absolute-form with a bad authority');
+  assert.deepEqual(seen, []);
+  for (const good of [
+    'Host: www.example.com',
+    'Host: www.example.com:8080',
+    'Host: [::1]:80',
+    'Host: 127.0.0.1',
+  ]) {
+    assert.equal(await status(good), 200, good);
+  }
+  assert.deepEqual(seen, ['www.example.com', 'www.example.com:8080', '[::1]:80', '127.0.0.1']);
 });

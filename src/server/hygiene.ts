@@ -41,8 +41,16 @@ export function checkRequest(req: IncomingMessage): Rejection | null {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 4 && raw[i].toLowerCase() === 'host' && ++hosts > 1) return BAD_REQUEST;
   }
+  // ... and so is a Host that is not `host[:port]` (spaces, `/`, `@`...): it would reach routing,
+  // redirects, X-Forwarded-Host and the upstream as is.
+  const host = req.headers.host;
+  if (host !== undefined && !VALID_HOST.test(host)) return BAD_REQUEST;
   return null;
 }
+
+/** RFC 3986 `host [ ":" port ]`: an IP literal in brackets or a reg-name, then digits. */
+const VALID_HOST =
+  /^(?:\[[0-9A-Za-z:._~!$&'()*+,;=%-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?$/;
 
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)$/i;
 const HEX = '0123456789ABCDEF';
@@ -108,7 +116,8 @@ export function normalizeTarget(req: IncomingMessage): Rejection | null {
   if (url[0] !== '/') {
     if (url === '*' && req.method === 'OPTIONS') return null;
     const absolute = ABSOLUTE_FORM.exec(url);
-    if (absolute === null || absolute[1] === '' || absolute[1].includes('@')) return BAD_REQUEST;
+    if (absolute === null || absolute[1] === '' || !VALID_HOST.test(absolute[1]))
+      return BAD_REQUEST;
     req.headers.host = absolute[1];
     url = absolute[2] === '' ? '/' : absolute[2][0] === '?' ? `/${absolute[2]}` : absolute[2];
     if (url[0] !== '/') return BAD_REQUEST;
