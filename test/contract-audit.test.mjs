@@ -152,3 +152,14 @@ routes: [{ upstream: app }]
   }
   assert.deepEqual(seen, ['www.example.com', 'www.example.com:8080', '[::1]:80', '127.0.0.1']);
 });
+
+test('validate: circuitBreaker.maxPending must be at least 1 (0 answered every request 503)', () => {
+  const bad = validate(upstreamConfig('    circuitBreaker: { maxRequests: 10, maxPending: 0 }'));
+  assert.equal(bad.status, 1, bad.stdout);
+  assert.match(
+    bad.stderr,
+    /^upstreams\.app\.circuitBreaker\.maxPending: must be at least 1, got 0 \(7:52\)$/m,
+  );
+  const good = validate(upstreamConfig('    circuitBreaker: { maxRequests: 10, maxPending: 1 }'));
+  assert.equal(good.status, 0, good.stderr);
+});

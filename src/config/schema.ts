@@ -404,7 +404,9 @@ const Upstream = obj(
           default: 1000,
         }),
         maxPending: Type.Integer({
-          minimum: 0,
+          // Every request waits for a connection a moment (until undici assigns it one), so 0
+          // would shed all of them.
+          minimum: 1,
           description: 'Requests waiting for a connection at once.',
           default: 100,
         }),
