@@ -149,7 +149,8 @@ export class Switchyard {
     } catch (err) {
       const reason = describeListenError(err);
       throw new Error(
-        `listeners.${config.name}: cannot listen on ${config.addressText}: ${reason}`,
+        // An unnamed listener is called `listeners[i]`, already its key path.
+        `${config.name.startsWith('listeners[') ? '' : 'listeners.'}${config.name}: cannot listen on ${config.addressText}: ${reason}`,
         {
           cause: err,
         },

@@ -163,3 +163,41 @@ test('validate: circuitBreaker.maxPending must be at least 1 (0 answered every r
   const good = validate(upstreamConfig('    circuitBreaker: { maxRequests: 10, maxPending: 1 }'));
   assert.equal(good.status, 0, good.stderr);
 });
+
+test('run: a listener that cannot be opened exits 1 naming its key path (was "listeners.listeners[0]")', async () => {
+  const busy = await startOrigin((req, res) => res.end());
+  cleanups.push(busy.close);
+  const run = (yaml) => {
+    const path = join(dir, `run-${++files}.yaml`);
+    writeFileSync(path, yaml);
+    return spawnSync(process.execPath, [BIN, 'run', '-c', path], {
+      encoding: 'utf8',
+      timeout: 20000,
+    });
+  };
+  const inUse = run(`listeners:
+  - address: 127.0.0.1:0
+  - address: 127.0.0.1:${busy.port}
+routes:
+  - respond: { status: 200 }
+`);
+  assert.equal(inUse.status, 1, inUse.stderr);
+  assert.match(
+    inUse.stderr,
+    new RegExp(
+      `^switchyard: listeners\\[1\\]: cannot listen on 127\\.0\\.0\\.1:${busy.port}: `,
+      'm',
+    ),
+  );
+  const noCert = run(`listeners:
+  - address: 127.0.0.1:0
+    tls: { certificates: [{ cert: ${join(dir, 'missing.pem')}, key: ${join(dir, 'missing-key.pem')} }] }
+routes:
+  - respond: { status: 200 }
+`);
+  assert.equal(noCert.status, 1, noCert.stderr);
+  assert.match(
+    noCert.stderr,
+    /^switchyard: listeners\[0\]\.tls\.certificates\[0\]\.cert: cannot read/m,
+  );
+});

@@ -219,7 +219,8 @@ export function loadCertificateSet(
   log: LogFn | null,
   now = Date.now(),
 ): CertificateSet {
-  const at = `listeners.${listenerName}.tls`;
+  // An unnamed listener is called `listeners[i]`, which is already its key path.
+  const at = `${listenerName.startsWith('listeners[') ? '' : 'listeners.'}${listenerName}.tls`;
   // No certificate at all is allowed only with `acme` (config validation checks that): every
   // name then comes from the provider, and a name nobody serves fails its handshake.
   const noCertificate = !settings.certificates || settings.certificates.length === 0;
