@@ -178,6 +178,13 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const configPath = values.config ?? './switchyard.yaml';
+  if (command !== 'run' && command !== 'demo') {
+    // `switchyard schema | head`: a reader that stops early is not a crash with a stack trace.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   switch (command) {
     case 'run':
       return run(configPath);

@@ -2,7 +2,8 @@
 // each test drives the real CLI or a real proxy over real sockets.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,4 +201,15 @@ routes:
     noCert.stderr,
     /^switchyard: listeners\[0\]\.tls\.certificates\[0\]\.cert: cannot read/m,
   );
+});
+
+test('schema: a reader that closes the pipe early does not crash the CLI (EPIPE stack trace, exit 1)', async () => {
+  const child = spawn(process.execPath, [BIN, 'schema'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout.destroy();
+  const [code] = await once(child, 'exit');
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
 });
