@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startOrigin, startProxy, rawRequest } from './helpers.mjs';
+import { startOrigin, startProxy, rawRequest, request } from './helpers.mjs';
 
 const BIN = new URL('../bin/switchyard', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-audit-'));
@@ -212,4 +212,38 @@ test('schema: a reader that closes the pipe early does not crash the CLI (EPIPE 
   const [code] = await once(child, 'exit');
   assert.equal(stderr, '');
   assert.equal(code, 0);
+});
+
+test('X-Forwarded-* headers from an untrusted client are all discarded (-Port and -Prefix were passed on)', async () => {
+  let seen;
+  const origin = await startOrigin((req, res) => {
+    seen = req.headers;
+    res.end('ok');
+  });
+  cleanups.push(origin.close);
+  const config = (trusted) => `
+listeners: [{ address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app }]
+trustedProxies: [${trusted}]
+`;
+  const forged = {
+    'x-forwarded-port': '1',
+    'x-forwarded-prefix': '/evil',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-for': '6.6.6.6',
+  };
+  const untrusted = await startProxy(config('10.0.0.0/8'));
+  cleanups.push(untrusted.close);
+  assert.equal((await request(`${untrusted.url}/`, { headers: forged })).status, 200);
+  assert.equal(seen['x-forwarded-port'], undefined);
+  assert.equal(seen['x-forwarded-prefix'], undefined);
+  assert.equal(seen['x-forwarded-proto'], 'http');
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+  const trusted = await startProxy(config('127.0.0.1'));
+  cleanups.push(trusted.close);
+  assert.equal((await request(`${trusted.url}/`, { headers: forged })).status, 200);
+  assert.equal(seen['x-forwarded-port'], '1');
+  assert.equal(seen['x-forwarded-prefix'], '/evil');
+  assert.equal(seen['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
 });
