@@ -590,3 +590,31 @@ async function waitUntil(check, timeoutMs = 10_000) {
   }
   throw new Error('condition not met in time');
 }
+
+test('metrics: a server ejected by passive health checks reads as unhealthy, as in the admin API', async () => {
+  const origin = await traceOrigin();
+  const proxy = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams:
+  app:
+    servers: [{ url: "http://127.0.0.1:1" }, { url: "${origin.url}", backup: true }]
+    passiveHealth: { maxFails: 1, window: 10s, ejectFor: 60s }
+routes: [{ name: app, upstream: app }]
+admin: { address: "127.0.0.1:0" }
+`);
+  try {
+    // The refused connection counts as the dead server's failure and ejects it.
+    assert.equal((await request(`${proxy.url}/x`)).status, 502);
+    const api = JSON.parse((await request(`${proxy.proxy.adminUrl()}/api/upstreams`)).text);
+    const dead = api.upstreams[0].servers.find((s) => s.url === 'http://127.0.0.1:1');
+    assert.equal(dead.healthy, false);
+    const samples = parseMetrics((await request(`${proxy.proxy.adminUrl()}/metrics`)).text);
+    const value = (server) =>
+      find(samples, 'switchyard_upstream_server_healthy', { upstream: 'app', server })[0].value;
+    assert.equal(value('http://127.0.0.1:1'), 0);
+    assert.equal(value(origin.url), 1);
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});

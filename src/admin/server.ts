@@ -444,7 +444,8 @@ function serverJson(group: AdminUpstreamView, host: AdminServerView) {
     url: serverUrl(group, host),
     weight: host.weight,
     state: host.state,
-    healthy: host.healthy,
+    // Passive health counts: an ejected server is not healthy (like the metric and snapshot()).
+    healthy: host.healthy && host.ejected !== true,
     ejected: host.ejected === true,
     activeRequests: host.activeRequests,
     totalRequests: host.totalRequests,

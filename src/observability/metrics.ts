@@ -13,7 +13,10 @@ function loadPromClient(): typeof PromClient {
 export interface ServerView {
   readonly upstream: string;
   readonly origin: string;
+  /** Passes active health checks. */
   readonly healthy: boolean;
+  /** Taken out of rotation by passive health checks, for now. */
+  readonly ejected: boolean;
   readonly draining: boolean;
   readonly activeRequests: number;
   readonly totalRequests: number;
@@ -411,14 +414,14 @@ export class Metrics {
     });
     new client.Gauge({
       name: 'switchyard_upstream_server_healthy',
-      help: 'Whether a server passes health checks (1) or not (0).',
+      help: 'Whether a server passes health checks, active and passive (1), or not (0).',
       labelNames: ['upstream', 'server'],
       registers,
       aggregator: 'min',
       collect() {
         this.reset();
         for (const s of sources.servers())
-          this.set({ upstream: s.upstream, server: s.origin }, s.healthy ? 1 : 0);
+          this.set({ upstream: s.upstream, server: s.origin }, s.healthy && !s.ejected ? 1 : 0);
       },
     });
     new client.Gauge({
