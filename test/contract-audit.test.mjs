@@ -247,3 +247,24 @@ trustedProxies: [${trusted}]
   assert.equal(seen['x-forwarded-prefix'], '/evil');
   assert.equal(seen['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
 });
+
+test('maxBodySize applies to respond and redirect routes: a declared Content-Length past it is 413', async () => {
+  const p = await startProxy(`
+listeners: [{ address: "127.0.0.1:0", limits: { maxBodySize: 1KiB } }]
+routes:
+  - { match: { path: /ping }, respond: { status: 200, body: "pong\\n" } }
+  - { match: { path: /old }, redirect: { location: "/new", status: 308 } }
+`);
+  cleanups.push(p.close);
+  for (const path of ['/ping', '/old']) {
+    // Only the head is sent: the answer must come without the body being read.
+    const tooLarge = await rawRequest(
+      p.port,
+      `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 20971520\r\n\r\n`,
+    );
+    assert.match(tooLarge, /^HTTP\/1\.1 413 /, path);
+    assert.match(tooLarge, /\r\nconnection: close\r\n/i, path);
+    const small = await request(`${p.url}${path}`, { method: 'POST', body: 'x'.repeat(1024) });
+    assert.equal(small.status, path === '/ping' ? 200 : 308, path);
+  }
+});
