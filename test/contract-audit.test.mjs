@@ -268,3 +268,30 @@ routes:
     assert.equal(small.status, path === '/ping' ? 200 : 308, path);
   }
 });
+
+test("Forwarded and X-Real-IP from an untrusted client are discarded; a trusted proxy's are kept", async () => {
+  let seen;
+  const origin = await startOrigin((req, res) => {
+    seen = req.headers;
+    res.end('ok');
+  });
+  cleanups.push(origin.close);
+  const config = (trusted) => `
+listeners: [{ address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app }]
+trustedProxies: [${trusted}]
+`;
+  const forged = { forwarded: 'for=6.6.6.6;proto=https', 'x-real-ip': '6.6.6.6' };
+  const untrusted = await startProxy(config('10.0.0.0/8'));
+  cleanups.push(untrusted.close);
+  assert.equal((await request(`${untrusted.url}/`, { headers: forged })).status, 200);
+  assert.equal(seen.forwarded, undefined);
+  assert.equal(seen['x-real-ip'], undefined);
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+  const trusted = await startProxy(config('127.0.0.1'));
+  cleanups.push(trusted.close);
+  assert.equal((await request(`${trusted.url}/`, { headers: forged })).status, 200);
+  assert.equal(seen.forwarded, 'for=6.6.6.6;proto=https');
+  assert.equal(seen['x-real-ip'], '6.6.6.6');
+});

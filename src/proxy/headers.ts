@@ -62,8 +62,15 @@ export function buildUpstreamRequestHeaders(
       continue;
     }
     // From an untrusted peer every X-Forwarded-* is a claim nobody vouches for (-Port, -Prefix,
-    // -Server...): dropped like -For/-Proto/-Host, as docs/headers.md says.
-    if (!opts.trusted && lower.length > 12 && lower.startsWith('x-forwarded-')) continue;
+    // -Server...): dropped like -For/-Proto/-Host, as docs/headers.md says. So are RFC 7239
+    // Forwarded and X-Real-IP, which upstreams read for the client address just the same.
+    if (
+      !opts.trusted &&
+      ((lower.length > 12 && lower.startsWith('x-forwarded-')) ||
+        lower === 'forwarded' ||
+        lower === 'x-real-ip')
+    )
+      continue;
     if (isHopByHop(lower) || (tokens !== null && tokens.has(lower))) {
       // `TE: trailers` from an HTTP/2 client (gRPC) says it takes trailers end to end, which
       // gRPC servers check; HTTP/1.1's TE stays hop-by-hop.
