@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   diffConfigs,
@@ -27,6 +28,8 @@ Options:
   -c, --config FILE        config file (YAML or JSON)
   -h, --help               show this help
   -v, --version            print the version
+
+run and validate also take FILE without -c: switchyard run other.yaml
 
 Signals (run): SIGHUP reloads the config; SIGUSR1 reopens the access log file;
 SIGTERM/SIGINT drain in-flight requests and exit.
@@ -151,6 +154,39 @@ async function diff(oldPath: string, newPath: string): Promise<number> {
   return 0;
 }
 
+/**
+ * The config file a command reads (`run FILE` and `validate FILE` mean `-c FILE`), or the usage
+ * error for arguments the command does not take: nothing given is silently ignored.
+ */
+function checkArguments(
+  command: string | undefined,
+  config: string | undefined,
+  positionals: string[],
+): string | { error: string } {
+  const extra = positionals.slice(1);
+  switch (command) {
+    case 'run':
+    case 'validate':
+      if (extra.length > 1) return { error: `unexpected argument "${extra[1]}"` };
+      if (extra.length === 1) {
+        if (config !== undefined && resolve(config) !== resolve(extra[0]))
+          return { error: `two config files given: -c ${config} and ${extra[0]}; give one` };
+        return extra[0];
+      }
+      return config ?? './switchyard.yaml';
+    case 'schema':
+    case 'demo':
+      if (extra.length > 0) return { error: `unexpected argument "${extra[0]}"` };
+      if (config !== undefined) return { error: `-c is not used by ${command}` };
+      return '';
+    case 'diff':
+      if (config !== undefined) return { error: '-c is not used by diff: diff OLD NEW' };
+      return '';
+    default:
+      return '';
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -177,7 +213,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const configPath = values.config ?? './switchyard.yaml';
+  const usage = checkArguments(command, values.config, positionals);
+  if (typeof usage === 'object') {
+    process.stderr.write(`switchyard ${command}: ${usage.error}\nSee switchyard --help.\n`);
+    return 2;
+  }
+  const configPath = usage;
   if (command !== 'run' && command !== 'demo') {
     // `switchyard schema | head`: a reader that stops early is not a crash with a stack trace.
     process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -189,7 +230,6 @@ export async function main(argv: string[]): Promise<number> {
     case 'run':
       return run(configPath);
     case 'validate':
-      if (!values.config && positionals[1]) return validate(positionals[1]);
       return validate(configPath);
     case 'schema':
       process.stdout.write(`${JSON.stringify(jsonSchema(), null, 2)}\n`);

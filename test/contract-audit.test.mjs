@@ -295,3 +295,55 @@ trustedProxies: [${trusted}]
   assert.equal(seen.forwarded, 'for=6.6.6.6;proto=https');
   assert.equal(seen['x-real-ip'], '6.6.6.6');
 });
+
+test('run FILE runs FILE like run -c FILE; conflicting or extra arguments are usage errors (exit 2)', async () => {
+  const path = join(dir, `positional-${++files}.yaml`);
+  writeFileSync(
+    path,
+    'listeners: [{ address: "127.0.0.1:0" }]\nroutes: [{ respond: { status: 200 } }]\n',
+  );
+  // cwd has no switchyard.yaml: reading the default file instead of FILE fails with exit 1.
+  const child = spawn(process.execPath, [BIN, 'run', path], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  const exited = once(child, 'exit');
+  const url = await new Promise((resolve) => {
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      const m = /listening on (http:\/\/\S+)/.exec(stderr);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', () => resolve(null));
+  });
+  assert.ok(url, stderr);
+  assert.equal((await request(`${url}/`)).status, 200);
+  child.kill('SIGTERM');
+  assert.deepEqual(await exited, [0, null], stderr);
+
+  const cli = (...args) =>
+    spawnSync(process.execPath, [BIN, ...args], { cwd: dir, encoding: 'utf8', timeout: 20000 });
+  const other = join(dir, `other-${++files}.yaml`);
+  writeFileSync(other, 'listeners: [{ address: "127.0.0.1:0" }]\nroutes: [{ respond: {} }]\n');
+  const twoFiles = cli('run', '-c', path, other);
+  assert.equal(twoFiles.status, 2, twoFiles.stderr);
+  assert.match(
+    twoFiles.stderr,
+    /^switchyard run: two config files given: -c .* and .*; give one$/m,
+  );
+  for (const args of [
+    ['run', path, other],
+    ['validate', path, other],
+    ['schema', 'extra'],
+    ['demo', 'extra'],
+  ]) {
+    const res = cli(...args);
+    assert.equal(res.status, 2, `${args.join(' ')}: ${res.stderr}`);
+    assert.match(res.stderr, /^switchyard \w+: unexpected argument "(extra|.*other-\d+\.yaml)"/m);
+  }
+  assert.equal(cli('validate', path).stdout, 'config OK\n');
+  const same = cli('validate', '-c', path, path);
+  assert.equal(same.status, 0, same.stderr);
+});
