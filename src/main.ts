@@ -12,7 +12,7 @@ import { ipFilterFeature } from './filters/ipfilter/index.js';
 import { basicAuthFeature } from './filters/basic-auth/index.js';
 import { forwardAuthFeature } from './filters/forward-auth/index.js';
 import { wafFeature } from './filters/waf/index.js';
-import { Observability } from './observability/index.js';
+import { checkAccessLogOutput, Observability } from './observability/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { describeListenError, Listener } from './server/listener.js';
@@ -253,6 +253,8 @@ export class Switchyard {
    * changes nothing; requests in flight finish on the old runtime.
    */
   async reload(config: Config): Promise<void> {
+    // A log file that cannot be opened refuses the reload before anything changes.
+    if (config.accessLog) checkAccessLogOutput(config.accessLog.output);
     const next = this.buildRuntime(config);
     const previous = this.runtime;
     const wanted = new Map(config.listeners.map((l) => [l.name, l]));

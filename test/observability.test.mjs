@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startOrigin, startProxy, request } from './helpers.mjs';
+import { configFrom, startOrigin, startProxy, request } from './helpers.mjs';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'switchyard-obs-'));
 const readLines = (path) =>
@@ -618,3 +618,46 @@ admin: { address: "127.0.0.1:0" }
     await origin.close();
   }
 });
+
+test(
+  'an access log path that cannot be written fails the start and refuses a reload',
+  { timeout: 30_000 },
+  async () => {
+    const dir = tmp();
+    const bad = '/proc/no-such-dir/access.log';
+    const configPath = join(dir, 'bad-log.yaml');
+    writeFileSync(
+      configPath,
+      `
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+routes: [{ name: r, respond: { status: 200, body: ok } }]
+accessLog: { format: json, output: ${bad} }
+`,
+    );
+    const child = spawn(process.execPath, ['bin/switchyard', 'run', '-c', configPath], {
+      cwd: new URL('..', import.meta.url),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 1);
+    assert.match(stderr, /accessLog\.output: cannot open \/proc\/no-such-dir\/access\.log/);
+
+    // A running proxy keeps its config (and its log) when a reload names such a path.
+    const good = join(dir, 'good.log');
+    const yaml = (output) => `
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+routes: [{ name: r, respond: { status: 200, body: ok } }]
+accessLog: { format: json, output: ${JSON.stringify(output)} }
+`;
+    const proxy = await startProxy(yaml(good));
+    try {
+      await assert.rejects(proxy.proxy.reload(configFrom(yaml(bad))), /accessLog\.output/);
+      assert.equal((await request(`${proxy.url}/still-logged`)).status, 200);
+    } finally {
+      await proxy.close();
+    }
+    assert.match(readFileSync(good, 'utf8'), /still-logged/);
+  },
+);

@@ -1,11 +1,45 @@
 import type { TLSSocket } from 'node:tls';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import type pino from 'pino';
 
 // pino (for its SonicBoom destination) is loaded only when an access log is configured.
 const requireLazily = createRequire(import.meta.url);
 import type { AccessLogConfig, RouteConfig } from '../config/types.js';
 import type { RequestContext } from '../core/context.js';
+import type { LogFn } from './logger.js';
+
+/**
+ * Opens an access log file once (creating its directory), so that a path that cannot be written
+ * fails the start or the reload with a clear message, as nginx does, instead of every line
+ * being lost later without a word.
+ */
+export function checkAccessLogOutput(output: string): void {
+  if (output === 'stdout') return;
+  try {
+    makeDirectory(dirname(output));
+    closeSync(openSync(output, 'a'));
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new Error(`accessLog.output: cannot open ${output} for writing (${reason})`);
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time: node's recursive mkdir never returns for a directory that
+ * cannot be created under an existing parent in some file systems (e.g. under /proc it gets
+ * ENOENT and retries forever), which would hang the start or spin a thread-pool thread.
+ */
+function makeDirectory(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) makeDirectory(parent);
+  mkdirSync(dir);
+}
+
+/** A failing disk is reported at most this often. */
+const ERROR_REPORT_MS = 60_000;
 
 /** The per-request numbers the observability subscriber measured once for every consumer. */
 export interface RequestMeasures {
@@ -182,14 +216,16 @@ export class AccessLog {
     referer: new QuoteMemo(),
   };
 
-  constructor(config: AccessLogConfig, routes: readonly RouteConfig[]) {
+  constructor(config: AccessLogConfig, routes: readonly RouteConfig[], log?: LogFn) {
+    checkAccessLogOutput(config.output);
     this.format = config.format;
     this.output = config.output;
     this.sampleRatio = config.sampleRatio;
     this.destination = (requireLazily('pino') as typeof pino).destination({
       dest: config.output === 'stdout' ? 1 : config.output,
       sync: false,
-      mkdir: true,
+      // The directory was made by checkAccessLogOutput (sonic-boom's own mkdir is recursive).
+      mkdir: false,
       append: true,
       // Lines are gathered into writes of at least WRITE_MIN_BYTES (one syscall for many
       // requests), and flushed at least every FLUSH_MS when traffic is light. A disk that
@@ -201,8 +237,18 @@ export class AccessLog {
       periodicFlush: FLUSH_MS,
       maxLength: 16 * 1024 * 1024,
     });
-    // A bad path must not crash the process later, from inside sonic-boom's callbacks.
-    this.destination.on('error', () => undefined);
+    // A write error (disk full, file system gone) must not crash the process from inside
+    // sonic-boom's callbacks; it is logged, at most once a minute.
+    let reportedAt = -Infinity;
+    this.destination.on('error', (err: Error) => {
+      const now = Date.now();
+      if (log === undefined || now - reportedAt < ERROR_REPORT_MS) return;
+      reportedAt = now;
+      log('error', 'access log write failed; lines are being lost', {
+        output: config.output,
+        error: (err as NodeJS.ErrnoException).code ?? err.message,
+      });
+    });
     this.setRoutes(routes, config.sampleRatio);
   }
 

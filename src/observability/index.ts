@@ -21,6 +21,7 @@ import { LiveStats } from './stats.js';
 import { Tracing, type TracingSettings } from './tracing.js';
 
 export { Metrics } from './metrics.js';
+export { checkAccessLogOutput } from './access-log.js';
 export { LiveStats } from './stats.js';
 export type { ServerView } from './metrics.js';
 
@@ -114,7 +115,8 @@ export class Observability {
       for (const result of CACHE_RESULTS) metrics.cacheRequests.labels(result).inc(0);
     }
     if (config.accessLog) {
-      if (this.accessLog === null) this.accessLog = new AccessLog(config.accessLog, config.routes);
+      if (this.accessLog === null)
+        this.accessLog = new AccessLog(config.accessLog, config.routes, this.sources.log);
       else this.accessLog.setRoutes(config.routes, config.accessLog.sampleRatio);
     }
     const tracing = (config.features.tracing ?? {}) as TracingSettings;
