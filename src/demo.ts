@@ -36,9 +36,7 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function demoConfig(port: number, origins: number[]): string {
-  // The dashboard sits on 9901 next to the usual 8080, or on a free port when falling back.
-  const adminPort = port === 0 ? 0 : 9901;
+function demoConfig(port: number, adminPort: number, origins: number[]): string {
   return `
 admin: { address: 127.0.0.1:${adminPort} }
 listeners:
@@ -74,11 +72,20 @@ export async function runDemo(): Promise<number> {
   const names = ['origin-a (weight 2)', 'origin-b', 'origin-c', 'origin-backup'];
   const origins = await Promise.all(names.map((n, i) => startOrigin(n, COLORS[i])));
   const ports = origins.map((o) => (o.address() as AddressInfo).port);
+  // The dashboard sits on 9901 next to the usual 8080 (PORT=0: both on free ports); when either
+  // is busy, both move to free ports.
   const wanted = Number(process.env.PORT ?? 8080);
+  const wantedAdmin = Number(process.env.ADMIN_PORT ?? (wanted === 0 ? 0 : 9901));
   const log = createStderrLogger();
   let proxy: Switchyard | undefined;
-  for (const port of [wanted, 0]) {
-    const { config, issues } = loadConfigText(demoConfig(port, ports), { path: 'demo.yaml' });
+  const attempts = [
+    [wanted, wantedAdmin],
+    [0, 0],
+  ];
+  for (const [i, [port, adminPort]] of attempts.entries()) {
+    const { config, issues } = loadConfigText(demoConfig(port, adminPort, ports), {
+      path: 'demo.yaml',
+    });
     if (!config) {
       for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
       return 1;
@@ -87,11 +94,23 @@ export async function runDemo(): Promise<number> {
       proxy = await Switchyard.start(config, { log });
       break;
     } catch (err) {
-      if (port === 0) throw err;
-      process.stderr.write(`port ${port} is busy; using a free port instead\n`);
+      if (i === attempts.length - 1) throw err;
+      process.stderr.write(`${whyNotStarted(err)}; using free ports instead\n`);
     }
   }
   if (!proxy) return 1;
+  const running = proxy;
+  // Handlers first: whoever reads the banner may stop the demo at once.
+  const stopped = new Promise<number>((resolve) => {
+    const stop = () => {
+      void running.stop(2000).then(() => {
+        for (const origin of origins) origin.close();
+        resolve(0);
+      });
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
   const url = proxy.url();
   process.stdout.write(`
 Switchyard demo is running at ${url}
@@ -105,14 +124,12 @@ Live dashboard: ${proxy.adminUrl()}/ (drain a server there and watch the traffic
 
 Ctrl-C stops it.
 `);
-  return await new Promise<number>((resolve) => {
-    const stop = () => {
-      void proxy.stop(2000).then(() => {
-        for (const origin of origins) origin.close();
-        resolve(0);
-      });
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  return await stopped;
+}
+
+/** Names the port that is taken (the proxy's or the dashboard's), else the start error itself. */
+function whyNotStarted(err: unknown): string {
+  const cause = (err as Error).cause as (NodeJS.ErrnoException & { port?: number }) | undefined;
+  if (cause?.code === 'EADDRINUSE' && cause.port !== undefined) return `port ${cause.port} is busy`;
+  return (err as Error).message;
 }

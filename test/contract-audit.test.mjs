@@ -347,3 +347,33 @@ test('run FILE runs FILE like run -c FILE; conflicting or extra arguments are us
   const same = cli('validate', '-c', path, path);
   assert.equal(same.status, 0, same.stderr);
 });
+
+test('demo: when the dashboard port is busy, the message names that port (it named PORT)', async () => {
+  // The audit's ports (19500-19799): PORT is free, ADMIN_PORT is held by this test.
+  const busy = await startOrigin((req, res) => res.end());
+  cleanups.push(busy.close);
+  const child = spawn(process.execPath, [BIN, 'demo'], {
+    env: { ...process.env, PORT: '19510', ADMIN_PORT: String(busy.port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout.setEncoding('utf8');
+  const exited = once(child, 'exit');
+  const url = await new Promise((resolve) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /demo is running at (http:\/\/\S+)/.exec(stdout);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', () => resolve(null));
+  });
+  child.kill('SIGTERM');
+  assert.deepEqual(await exited, [0, null], stderr);
+  assert.ok(url, stderr);
+  assert.match(stderr, new RegExp(`^port ${busy.port} is busy; using free ports instead$`, 'm'));
+  assert.doesNotMatch(stderr, /port 19510 is busy/);
+  assert.notEqual(new URL(url).port, '19510', 'both moved to free ports');
+});
