@@ -377,3 +377,18 @@ test('demo: when the dashboard port is busy, the message names that port (it nam
   assert.doesNotMatch(stderr, /port 19510 is busy/);
   assert.notEqual(new URL(url).port, '19510', 'both moved to free ports');
 });
+
+test('validate: a second YAML document gets a Switchyard message with its line:column', () => {
+  const res = validate(`listeners:
+  - address: 127.0.0.1:0
+routes:
+  - respond: { status: 200 }
+---
+routes: []
+`);
+  assert.equal(res.status, 1, res.stdout);
+  assert.equal(
+    res.stderr,
+    'the config must be a single YAML document; a second one starts here (5:1)\n',
+  );
+});

@@ -54,7 +54,11 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadRes
       const pos = error.linePos?.[0] ?? lineCounter.linePos(error.pos[0]);
       issues.issues.push({
         path: '',
-        message: `YAML syntax error: ${firstLine(error.message)}`,
+        // The parser's wording for this one tells the user to call a library function.
+        message:
+          error.code === 'MULTIPLE_DOCS'
+            ? 'the config must be a single YAML document; a second one starts here'
+            : `YAML syntax error: ${firstLine(error.message)}`,
         line: pos.line,
         column: pos.col,
       });
