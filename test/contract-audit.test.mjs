@@ -392,3 +392,35 @@ routes: []
     'the config must be a single YAML document; a second one starts here (5:1)\n',
   );
 });
+
+test('validate: listener headersTimeout, idleTimeout and maxHeaderSize of 0 are refused; requestTimeout 0 is off', () => {
+  const bad = validate(`listeners:
+  - address: 127.0.0.1:0
+    limits: { headersTimeout: 0s, requestTimeout: 0s, idleTimeout: 0ms, maxHeaderSize: 0 }
+routes:
+  - respond: { status: 200 }
+`);
+  assert.equal(bad.status, 1, bad.stdout);
+  assert.deepEqual(
+    bad.stderr
+      .trim()
+      .split('\n')
+      .map((l) => l.replace(/: .*\(/, ' (')),
+    [
+      'listeners[0].limits.headersTimeout (3:31)',
+      'listeners[0].limits.idleTimeout (3:68)',
+      'listeners[0].limits.maxHeaderSize (3:88)',
+    ],
+    bad.stderr,
+  );
+  assert.match(bad.stderr, /headersTimeout: must be longer than 0, got "0s"/);
+  assert.match(bad.stderr, /idleTimeout: must be longer than 0, got "0ms".*forever/);
+  assert.match(bad.stderr, /maxHeaderSize: must be larger than 0, got 0/);
+  const good = validate(`listeners:
+  - address: 127.0.0.1:0
+    limits: { headersTimeout: 1s, requestTimeout: 0s, idleTimeout: 1ms, maxHeaderSize: 1KiB }
+routes:
+  - respond: { status: 200 }
+`);
+  assert.equal(good.status, 0, good.stderr);
+});

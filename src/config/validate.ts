@@ -8,7 +8,7 @@ import type { IssueCollector, PathSegment } from './source.js';
 import type { Config, HostPort, RouteMatch } from './types.js';
 import { formatHostPort, isLoopbackHost, normalizeCidr } from './net.js';
 import { checkTemplate } from './templates.js';
-import { parseDuration } from './units.js';
+import { parseDuration, parseSize } from './units.js';
 
 const TARGETS = ['upstream', 'redirect', 'respond'] as const;
 const PATH_KEYS = ['path', 'pathPrefix', 'pathRegex'] as const;
@@ -45,6 +45,7 @@ function checkListeners(raw: RawConfig, config: Config, issues: IssueCollector):
         issues,
       );
     }
+    checkListenerLimits(raw.listeners[i].limits, i, issues);
     const tls = raw.listeners[i].tls;
     if (tls && (tls.certificates ?? []).length === 0 && raw.acme === undefined) {
       issues.add(
@@ -56,6 +57,37 @@ function checkListeners(raw: RawConfig, config: Config, issues: IssueCollector):
   if (config.admin) {
     checkAddressConflict(config.admin.address, ['admin', 'address'], 'admin', bound, issues);
   }
+}
+
+/**
+ * 0 does not turn these limits off cleanly (requestTimeout: 0 does, see docs/listeners.md):
+ * headersTimeout 0 would leave request heads, PROXY headers and the HTTP/2 sniff unbounded,
+ * TLS handshakes at Node's 120 s and slow bodies without their grace; idleTimeout 0 keeps idle
+ * connections open forever; maxHeaderSize 0 is Node's 16 KiB on HTTP/1.1 and an advertised
+ * limit of 0 on HTTP/2, which strict clients obey by sending nothing.
+ */
+function checkListenerLimits(
+  limits: RawConfig['listeners'][number]['limits'],
+  i: number,
+  issues: IssueCollector,
+): void {
+  if (limits === undefined) return;
+  const at = (key: string): PathSegment[] => ['listeners', i, 'limits', key];
+  if (limits.headersTimeout !== undefined && durationOrNaN(limits.headersTimeout) === 0)
+    issues.add(
+      at('headersTimeout'),
+      `must be longer than 0, got "${limits.headersTimeout}" (it bounds request heads, TLS handshakes and PROXY headers; it cannot be turned off)`,
+    );
+  if (limits.idleTimeout !== undefined && durationOrNaN(limits.idleTimeout) === 0)
+    issues.add(
+      at('idleTimeout'),
+      `must be longer than 0, got "${limits.idleTimeout}" (0 would keep idle keep-alive connections open forever)`,
+    );
+  if (limits.maxHeaderSize !== undefined && sizeOrNaN(limits.maxHeaderSize) === 0)
+    issues.add(
+      at('maxHeaderSize'),
+      `must be larger than 0, got ${JSON.stringify(limits.maxHeaderSize)} (it is not a way to turn the limit off)`,
+    );
 }
 
 function labelOf(list: string, i: number, name: string | undefined): string {
@@ -304,6 +336,15 @@ function checkHttpUrl(path: PathSegment[], text: string, issues: IssueCollector)
 function durationOrNaN(text: string): number {
   try {
     return parseDuration(text);
+  } catch {
+    return NaN;
+  }
+}
+
+/** Bytes, or NaN for a malformed size (normalization reports those). */
+function sizeOrNaN(value: string | number): number {
+  try {
+    return parseSize(value);
   } catch {
     return NaN;
   }
