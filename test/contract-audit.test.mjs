@@ -214,35 +214,41 @@ test('schema: a reader that closes the pipe early does not crash the CLI (EPIPE 
   assert.equal(code, 0);
 });
 
-test('X-Forwarded-* headers from an untrusted client are all discarded (-Port and -Prefix were passed on)', async () => {
+/**
+ * Sends `headers` through a proxy whose trustedProxies is `trusted` (127.0.0.1 is the client)
+ * and returns the request headers the origin received.
+ */
+async function headersSeenUpstream(trusted, headers) {
   let seen;
   const origin = await startOrigin((req, res) => {
     seen = req.headers;
     res.end('ok');
   });
   cleanups.push(origin.close);
-  const config = (trusted) => `
+  const proxy = await startProxy(`
 listeners: [{ address: "127.0.0.1:0" }]
 upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
 routes: [{ upstream: app }]
 trustedProxies: [${trusted}]
-`;
+`);
+  cleanups.push(proxy.close);
+  assert.equal((await request(`${proxy.url}/`, { headers })).status, 200);
+  return seen;
+}
+
+test('X-Forwarded-* headers from an untrusted client are all discarded (-Port and -Prefix were passed on)', async () => {
   const forged = {
     'x-forwarded-port': '1',
     'x-forwarded-prefix': '/evil',
     'x-forwarded-proto': 'https',
     'x-forwarded-for': '6.6.6.6',
   };
-  const untrusted = await startProxy(config('10.0.0.0/8'));
-  cleanups.push(untrusted.close);
-  assert.equal((await request(`${untrusted.url}/`, { headers: forged })).status, 200);
+  let seen = await headersSeenUpstream('10.0.0.0/8', forged);
   assert.equal(seen['x-forwarded-port'], undefined);
   assert.equal(seen['x-forwarded-prefix'], undefined);
   assert.equal(seen['x-forwarded-proto'], 'http');
   assert.equal(seen['x-forwarded-for'], '127.0.0.1');
-  const trusted = await startProxy(config('127.0.0.1'));
-  cleanups.push(trusted.close);
-  assert.equal((await request(`${trusted.url}/`, { headers: forged })).status, 200);
+  seen = await headersSeenUpstream('127.0.0.1', forged);
   assert.equal(seen['x-forwarded-port'], '1');
   assert.equal(seen['x-forwarded-prefix'], '/evil');
   assert.equal(seen['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
@@ -270,28 +276,12 @@ routes:
 });
 
 test("Forwarded and X-Real-IP from an untrusted client are discarded; a trusted proxy's are kept", async () => {
-  let seen;
-  const origin = await startOrigin((req, res) => {
-    seen = req.headers;
-    res.end('ok');
-  });
-  cleanups.push(origin.close);
-  const config = (trusted) => `
-listeners: [{ address: "127.0.0.1:0" }]
-upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
-routes: [{ upstream: app }]
-trustedProxies: [${trusted}]
-`;
   const forged = { forwarded: 'for=6.6.6.6;proto=https', 'x-real-ip': '6.6.6.6' };
-  const untrusted = await startProxy(config('10.0.0.0/8'));
-  cleanups.push(untrusted.close);
-  assert.equal((await request(`${untrusted.url}/`, { headers: forged })).status, 200);
+  let seen = await headersSeenUpstream('10.0.0.0/8', forged);
   assert.equal(seen.forwarded, undefined);
   assert.equal(seen['x-real-ip'], undefined);
   assert.equal(seen['x-forwarded-for'], '127.0.0.1');
-  const trusted = await startProxy(config('127.0.0.1'));
-  cleanups.push(trusted.close);
-  assert.equal((await request(`${trusted.url}/`, { headers: forged })).status, 200);
+  seen = await headersSeenUpstream('127.0.0.1', forged);
   assert.equal(seen.forwarded, 'for=6.6.6.6;proto=https');
   assert.equal(seen['x-real-ip'], '6.6.6.6');
 });
