@@ -7,6 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
+import { createHttp1Server, createHttps1Server } from './http1-engine.js';
 import { TlsTerminator, type ListenerTlsSettings } from './tls.js';
 
 type LogFn = (
@@ -100,14 +101,16 @@ export function createListenerServer(
   log: LogFn,
 ): http.Server {
   const tlsSettings = config.tls as ListenerTlsSettings | undefined;
+  // node:http's own loop stays one switch away (SWITCHYARD_SERVER_ENGINE=node).
+  const useEngine = process.env.SWITCHYARD_SERVER_ENGINE !== 'node';
   if (tlsSettings === undefined) {
-    const server = http.createServer(options);
+    const server = useEngine ? createHttp1Server(options) : http.createServer(options);
     if (config.http2) routeByPreface(server, createHttp2Side(server, config, log));
     return server;
   }
   const terminator = new TlsTerminator(tlsSettings, config.name, log);
   const alpn = config.http2 ? ['h2', 'http/1.1'] : ['http/1.1'];
-  const server = https.createServer({
+  const server = (useEngine ? createHttps1Server : https.createServer)({
     ...options,
     ...terminator.serverOptions(alpn),
     // A handshake is bounded like a request head (slowloris defence for TLS).
