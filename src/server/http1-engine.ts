@@ -148,6 +148,11 @@ class Connection {
   private headerParts: string[] = [];
   private urlParts = '';
   private failed = false;
+  /**
+   * What waits for every earlier response to finish: the hand-over of an upgrade pipelined
+   * behind other requests, or the error answer to bad bytes that followed good requests.
+   */
+  private afterResponses: (() => void) | null = null;
 
   constructor(engine: Http1Engine, server: EngineServer, socket: EngineSocket) {
     this.engine = engine;
@@ -217,6 +222,8 @@ class Connection {
       url = this.urlParts;
       this.urlParts = '';
     }
+    // After an error or a timeout nothing more is served on this connection.
+    if (this.failed) return 0;
     const socket = this.socket;
     const req = new http.IncomingMessage(socket) as Incoming;
     req.httpVersionMajor = versionMajor;
@@ -326,9 +333,8 @@ class Connection {
     if (parser === null) return;
     if (typeof ret !== 'number') {
       if (this.failed) return;
-      this.failed = true;
       common.prepareError(ret, parser, chunk);
-      this.socketError(ret);
+      this.parseFailed(ret);
       return;
     }
     const req = this.current;
@@ -344,8 +350,45 @@ class Connection {
     if (this.socket._paused) parser.pause();
   }
 
+  /**
+   * Bytes that do not parse. When they follow complete requests whose responses are still to
+   * come, those are answered first (the socket belongs to them) and the error after; bad bytes
+   * inside a request (its body) end it at once.
+   */
+  private parseFailed(err: ParseError): void {
+    this.failed = true;
+    if (this.current === null && this.incoming.length > 0) {
+      this.afterResponses = () => this.socketError(err);
+      return;
+    }
+    this.socketError(err);
+  }
+
+  /** Upgrades: later bytes belong to the tunnel; they stay in the kernel until it reads. */
+  private stopReading(): void {
+    this.unconsume();
+    this.socket.pause();
+  }
+
   /** Upgrade or CONNECT: the socket leaves the loop with the bytes read past the head. */
   private handOver(req: Incoming, parsed: number, data: Buffer): void {
+    const head = data.subarray(parsed);
+    const socket = this.socket;
+    if (this.incoming.length > 0) {
+      // A pipelined upgrade waits until the responses before it have the socket no more.
+      this.current = null;
+      this.stopReading();
+      this.afterResponses = () => {
+        this.emitHandOver(req, head);
+        // Reading stopped while waiting; the tunnel (or the close after an answer) needs it.
+        if (!socket.destroyed) socket.read(0);
+      };
+      return;
+    }
+    this.emitHandOver(req, head);
+  }
+
+  private emitHandOver(req: Incoming, head: Buffer): void {
     const socket = this.socket;
     this.detach();
     socket.off('error', onSocketError);
@@ -353,7 +396,7 @@ class Connection {
     const event = req.method === 'CONNECT' ? 'connect' : 'upgrade';
     if (event === 'upgrade' || this.server.listenerCount(event) > 0) {
       (socket as unknown as { readableFlowing: boolean | null }).readableFlowing = null;
-      this.server.emit(event, req, socket as Duplex, data.subarray(parsed));
+      this.server.emit(event, req, socket as Duplex, head);
     } else {
       socket.destroy();
     }
@@ -395,12 +438,31 @@ class Connection {
   }
 
   /** node:http's socketOnError: the listener answers (400, 408, 431, ...) and closes. */
+  /** The sweep found the request being received too slow (headersTimeout, requestTimeout). */
+  timedOut(): void {
+    this.requestStart = 0;
+    const err = new Error('Request timeout') as ParseError;
+    err.code = 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (this.afterResponses !== null) return;
+    this.failed = true;
+    if (this.current === null && this.incoming.length > 0) {
+      // A head stalled behind responses still being sent: they finish first, then the 408.
+      this.afterResponses = () => this.socketError(err);
+      return;
+    }
+    this.socketError(err);
+  }
+
   socketError(err: ParseError): void {
     const socket = this.socket;
     // Whatever the listener writes, the connection is done: the sweep cuts it if the client
     // never closes its side.
     this.requestStart = 0;
     this.idleSince = Date.now();
+    // Bytes are read and dropped from now on, so the client's FIN is seen and the socket closes.
+    socket._paused = false;
+    this.parser?.resume();
+    if (!socket.destroyed) socket.resume();
     socket.off('error', onSocketError);
     if (socket.listenerCount('error') === 0) socket.on('error', NOOP);
     if (!this.server.emit('clientError', err, socket)) socket.destroy(err);
@@ -410,10 +472,7 @@ class Connection {
     const parser = this.parser;
     const ret = parser?.finish();
     if (ret instanceof Error) {
-      if (!this.failed) {
-        this.failed = true;
-        this.socketError(ret as ParseError);
-      }
+      if (!this.failed) this.parseFailed(ret as ParseError);
       return;
     }
     const socket = this.socket;
@@ -470,6 +529,12 @@ class Connection {
     const next = this.outgoing.shift();
     if (next !== undefined) {
       next.assignSocket(socket);
+      return;
+    }
+    if (this.incoming.length === 0 && this.afterResponses !== null) {
+      const run = this.afterResponses;
+      this.afterResponses = null;
+      run();
       return;
     }
     if (this.incoming.length === 0 && this.requestStart === 0) this.idleSince = Date.now();
@@ -589,9 +654,7 @@ class Http1Engine {
           (!conn.headersDone && headersTimeout > 0 && age >= headersTimeout) ||
           (requestTimeout > 0 && age >= requestTimeout)
         ) {
-          const err = new Error('Request timeout') as ParseError;
-          err.code = 'ERR_HTTP_REQUEST_TIMEOUT';
-          conn.socketError(err);
+          conn.timedOut();
         }
       } else if (conn.idleSince !== 0) {
         // A connection that never sent a byte gets what a slow head gets, as in node:http.

@@ -239,7 +239,10 @@ export class Listener {
   };
 
   private readonly onClientError = (err: Error & { code?: string }, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // A response whose head is out cannot be followed by an error answer on the same bytes.
+    const inFlight = (socket as Socket & { _httpMessage?: http.ServerResponse | null })
+      ._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
       socket.destroy();
       return;
     }
