@@ -791,46 +791,37 @@ describe('not HTTP/1.1', () => {
     await stillServes(main);
   });
 
-  // Not the engine: node:http's loop (SWITCHYARD_SERVER_ENGINE=node) does the same. The
-  // listener's clientError handler (src/server/listener.ts onClientError) writes its 400 with
-  // socket.end() whatever response is in flight on the socket; node's own default handler
-  // writes nothing when a response is in flight and has sent its head.
-  test(
-    'garbage pipelined behind a slow answer: the answer comes first, then 400',
-    {
-      todo: 'onClientError writes 400 and ends the socket while an earlier response is pending: that response is lost (both loops)',
-    },
-    async () => {
-      const c = await Client.connect(main.port);
-      c.write(`${get('/good?delay=100')}GARBAGE\r\n\r\n`);
-      await c.closes(5000, 'the connection is closed after the 400');
-      const first = await c.response();
-      assert.equal(first.status, 200);
-      assert.match(first.text, /^GET \/good\?delay=100 /);
-    },
-  );
+  // Bad bytes behind complete requests: the loop answers those first, then lets the listener
+  // answer the error (before the fix the 400 replaced or spliced into the pending answer).
+  test('garbage pipelined behind a slow answer: the answer comes first, then 400', async () => {
+    const c = await Client.connect(main.port);
+    c.write(`${get('/good?delay=100')}GARBAGE\r\n\r\n`);
+    await c.closes(5000, 'the connection is closed after the 400');
+    const first = await c.response();
+    assert.equal(first.status, 200);
+    assert.match(first.text, /^GET \/good\?delay=100 /);
+  });
 
-  test(
-    'garbage arriving while an answer is streamed never lands inside that answer',
-    {
-      todo: 'onClientError writes its 400 into the middle of a response body already being sent (both loops)',
-    },
-    async () => {
-      const c = await Client.connect(main.port);
-      c.write(get('/big?mb=16'));
-      await within(once(c.socket, 'data'), 5000, 'the answer starts');
-      c.socket.pause();
-      c.write('GARBAGE\r\n\r\n');
-      // Give the proxy time to parse the garbage while the body is still being sent.
-      await new Promise((r) => setTimeout(r, 200));
-      c.socket.resume();
-      await c.closes(10_000, 'the connection is closed');
-      const text = c.text();
-      const bodyStart = text.indexOf('\r\n\r\n') + 4;
-      const body = text.slice(bodyStart);
-      assert.doesNotMatch(body, /HTTP\/1\.1 400/, 'a 400 head inside the 16 MiB body');
-    },
-  );
+  test('garbage arriving while an answer is streamed never lands inside that answer', async () => {
+    const c = await Client.connect(main.port);
+    c.write(get('/big?mb=16'));
+    await within(once(c.socket, 'data'), 5000, 'the answer starts');
+    c.socket.pause();
+    c.write('GARBAGE\r\n\r\n');
+    // Give the proxy time to parse the garbage while the body is still being sent.
+    await new Promise((r) => setTimeout(r, 200));
+    c.socket.resume();
+    await c.closes(10_000, 'the connection is closed');
+    const text = c.text();
+    const bodyStart = text.indexOf('\r\n\r\n') + 4;
+    const length = Number(/content-length: (\d+)/i.exec(text.slice(0, bodyStart))?.[1]);
+    const body = text.slice(bodyStart, bodyStart + length);
+    assert.equal(body.length, length, 'the whole answer arrived');
+    assert.doesNotMatch(body, /HTTP\/1\.1 400/, 'a 400 head inside the 16 MiB body');
+    // Then, and only then, the answer to the garbage.
+    const after = text.slice(bodyStart + length);
+    assert.ok(after === '' || after.startsWith('HTTP/1.1 400 '), after.slice(0, 80));
+  });
 
   test('CONNECT is refused with 405', async () => {
     const c = await Client.connect(main.port);
@@ -906,36 +897,28 @@ routes: [{ upstream: ws }]
 });
 
 describe('Upgrade pipelined behind a plain request', () => {
-  // Not the engine: node:http's loop (SWITCHYARD_SERVER_ENGINE=node) does the same. Both hand the
-  // socket to the listener's 'upgrade' handler while the first response still holds it, and
-  // acceptUpgrade (src/server/http2.ts) then throws ERR_HTTP_SOCKET_ASSIGNED from
-  // res.assignSocket(socket): the first request is never answered and the connection is cut.
-  test(
-    'the first request is answered before the upgrade is handled',
-    {
-      todo: 'acceptUpgrade assigns the socket while the pipelined first response still holds it (ERR_HTTP_SOCKET_ASSIGNED, both loops)',
-    },
-    async () => {
-      const p = await proxy(`${MAIN_LISTENER}\n${routes()}`);
-      const c = await Client.connect(p.port);
-      c.write(
-        get('/before-upgrade?delay=100') +
-          'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-      );
-      try {
-        const r = await c.response('GET', 3000);
-        assert.equal(r.status, 200);
-        assert.match(r.text, /^GET \/before-upgrade/);
-      } finally {
-        c.destroy();
-      }
-      assert.deepEqual(
-        p.logs.filter((l) => l.level === 'error').map((l) => l.error),
-        [],
-      );
-    },
-  );
+  // The loop hands the socket over only once the response before it is done (node:http's loop
+  // hands it over at once, and the listener's assignSocket then throws ERR_HTTP_SOCKET_ASSIGNED).
+  test('the first request is answered before the upgrade is handled', async () => {
+    const p = await proxy(`${MAIN_LISTENER}\n${routes()}`);
+    const c = await Client.connect(p.port);
+    c.write(
+      get('/before-upgrade?delay=100') +
+        'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    try {
+      const r = await c.response('GET', 3000);
+      assert.equal(r.status, 200);
+      assert.match(r.text, /^GET \/before-upgrade/);
+    } finally {
+      c.destroy();
+    }
+    assert.deepEqual(
+      p.logs.filter((l) => l.level === 'error').map((l) => l.error),
+      [],
+    );
+  });
 });
 
 describe('TLS listener (HTTP/1.1 only)', () => {
