@@ -43,8 +43,8 @@ export function version(): string {
   return pkg.version;
 }
 
-async function loadOrReport(path: string): Promise<Config | undefined> {
-  const { config, issues } = await loadConfigFile(path);
+async function loadOrReport(path: string, checkFiles = false): Promise<Config | undefined> {
+  const { config, issues } = await loadConfigFile(path, { checkFiles });
   if (issues.length > 0 || !config) {
     for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
     if (issues.length === 0) process.stderr.write(`${path}: could not be loaded\n`);
@@ -139,7 +139,7 @@ function installCrashGuards(log: ReturnType<typeof createStderrLogger>): void {
 }
 
 async function validate(configPath: string): Promise<number> {
-  const config = await loadOrReport(configPath);
+  const config = await loadOrReport(configPath, true);
   if (!config) return 1;
   process.stdout.write('config OK\n');
   return 0;

@@ -101,6 +101,51 @@ test('validate: config OK, or one line per problem with key path and line:col', 
   assert.match(missing.stderr, /nope\.yaml/);
 });
 
+test('validate: certificate, key, CA and error-page files must be readable (as nginx -t checks)', () => {
+  const page = file('502.html', '<h1>down</h1>');
+  const named = (cert, page502) =>
+    [
+      'listeners:',
+      '  - address: "127.0.0.1:0"',
+      '    tls:',
+      `      certificates: [{ cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(dir)} }]`,
+      'upstreams:',
+      '  app: { servers: [{ url: "https://127.0.0.1:1" }], tls: { ca: missing-ca.pem } }',
+      'routes: [{ upstream: app }]',
+      `errorPages: { "502": ${JSON.stringify(page502)} }`,
+    ].join('\n');
+  const res = cli('validate', '-c', file('files.yaml', named(join(dir, 'none.pem'), 'nope.html')));
+  assert.equal(res.status, 1);
+  assert.equal(res.stdout, '');
+  const lines = res.stderr.trim().split('\n');
+  assert.equal(lines.length, 4, res.stderr);
+  assert.match(
+    lines[0],
+    /^listeners\[0\]\.tls\.certificates\[0\]\.cert: cannot read .*none\.pem: no such file \(4:\d+\)$/,
+  );
+  assert.match(
+    lines[1],
+    /^listeners\[0\]\.tls\.certificates\[0\]\.key: cannot read .*: is a directory \(4:\d+\)$/,
+  );
+  assert.match(
+    lines[2],
+    /^upstreams\.app\.tls\.ca: cannot read missing-ca\.pem: no such file \(6:\d+\)$/,
+  );
+  assert.match(lines[3], /^errorPages\["502"\]: cannot read nope\.html: no such file \(8:\d+\)$/);
+  // Error pages are found next to the config file, wherever validate runs from.
+  const good = file(
+    'page-ok.yaml',
+    [
+      'listeners: [{ address: "127.0.0.1:0" }]',
+      'routes: [{ respond: { status: 204 } }]',
+      `errorPages: { "502": ${JSON.stringify(page.split('/').pop())} }`,
+    ].join('\n'),
+  );
+  const ok = cli('validate', '-c', good);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stdout, 'config OK\n');
+});
+
 test('schema prints a JSON Schema', () => {
   const res = cli('schema');
   assert.equal(res.status, 0);

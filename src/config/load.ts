@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import { substituteDocument } from './env.js';
+import { checkConfigFiles } from './files.js';
 import { normalizeConfig } from './normalize.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { reportSchemaErrors } from './schema-errors.js';
@@ -18,6 +19,8 @@ export interface LoadOptions {
   path?: string;
   /** Variables for `${NAME}`; defaults to process.env. */
   env?: Record<string, string | undefined>;
+  /** Also check that the files the config names can be read (`switchyard validate`). */
+  checkFiles?: boolean;
 }
 
 export interface LoadResult {
@@ -87,6 +90,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadRes
 
   const config = normalizeConfig(raw as RawConfig, issues);
   validateConfig(raw as RawConfig, config, issues);
+  if (options.checkFiles === true) checkConfigFiles(raw as RawConfig, options.path, issues);
   if (issues.count > 0) return { issues: sortIssues(issues.issues) };
   if (options.path !== undefined) config.sourcePath = options.path;
   return { config, issues: [] };
