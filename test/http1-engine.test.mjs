@@ -919,6 +919,27 @@ describe('Upgrade pipelined behind a plain request', () => {
       [],
     );
   });
+
+  test('plain request, pipelined upgrade, then FIN: both answered, and the server lets go', async () => {
+    const p = await proxy(`${MAIN_LISTENER}\n${routes()}`);
+    const c = await Client.connect(p.port);
+    c.socket.end(
+      get('/before-upgrade?delay=50') +
+        'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    await c.closes(5000, 'the connection is closed after both answers');
+    assert.match(c.text(), /^HTTP\/1\.1 200 /);
+    assert.equal(c.text().match(/^HTTP\/1\.1 \d{3} /gm)?.length, 2, c.text().slice(0, 300));
+    // The handle stopped reading while the upgrade waited; it must read the FIN afterwards.
+    const server = p.proxy.listeners.values().next().value.server;
+    let open = -1;
+    for (let i = 0; i < 50 && open !== 0; i++) {
+      open = await new Promise((r) => server.getConnections((_, n) => r(n)));
+      if (open !== 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(open, 0, 'server-side connections left open');
+  });
 });
 
 describe('TLS listener (HTTP/1.1 only)', () => {

@@ -380,8 +380,14 @@ class Connection {
       this.stopReading();
       this.afterResponses = () => {
         this.emitHandOver(req, head);
-        // Reading stopped while waiting; the tunnel (or the close after an answer) needs it.
-        if (!socket.destroyed) socket.read(0);
+        // Reading stopped while waiting; the tunnel (or the FIN after an answer) needs it back.
+        // The stream still counts the read it started before the parser took the handle as
+        // pending, so read(0) would not restart it: start the handle as net's own _read does.
+        const handle = socket._handle as { reading?: boolean; readStart?: () => void } | null;
+        if (!socket.destroyed && handle && !handle.reading) {
+          handle.reading = true;
+          handle.readStart?.();
+        }
       };
       return;
     }
