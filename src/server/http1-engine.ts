@@ -105,6 +105,7 @@ export interface Http1ServerFields {
 }
 
 const kConnection = Symbol('switchyard.http1Connection');
+const KEEP_ALIVE_MARGIN_MS = 1000;
 
 // ServerResponse keeps "a write returned false" under a symbol of node's; the loop clears it
 // when the socket drains, as node:http does, so the response emits 'drain' once per stall.
@@ -663,8 +664,14 @@ class Http1Engine {
           conn.timedOut();
         }
       } else if (conn.idleSince !== 0) {
-        // A connection that never sent a byte gets what a slow head gets, as in node:http.
-        const limit = conn.fresh ? headersTimeout : keepAliveTimeout;
+        // A connection that never sent a byte gets what a slow head gets, as in node:http. An
+        // idle keep-alive connection gets a second more than the Keep-Alive header advertises
+        // (node:http's margin), so a client reusing it just in time does not race the close.
+        const limit = conn.fresh
+          ? headersTimeout
+          : keepAliveTimeout > 0
+            ? keepAliveTimeout + KEEP_ALIVE_MARGIN_MS
+            : 0;
         if (limit > 0 && now - conn.idleSince >= limit) conn.socket.destroy();
       }
     }
