@@ -1,3 +1,6 @@
+import { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/events.js';
 import type { RequestContext } from '../core/context.js';
@@ -521,6 +524,23 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     res.once('drain', this.onDrain);
     return false;
+  }
+
+  /**
+   * Whether the chunk just given to onData is out of reach: it went straight to a plain client
+   * socket and on to the kernel. Then the upstream connection may read into its memory again.
+   * Anything else (a filter wrapping the response, TLS, HTTP/2, data still queued) keeps it.
+   */
+  chunkReleased(): boolean {
+    const ctx = this.ctx;
+    const res = ctx.res;
+    if (res !== ctx.clientResponse || !(res instanceof ServerResponse)) return false;
+    const socket = res.socket as (Socket & { _handle?: { writeQueueSize?: number } }) | null;
+    if (socket === null || socket instanceof TLSSocket) return false;
+    // ServerResponse corks the socket on each write until the next tick; flush now, so the
+    // kernel has the chunk before the connection decides where its next read goes.
+    if (socket.writableCorked > 0) socket.uncork();
+    return res.writableLength === 0 && socket._handle?.writeQueueSize === 0;
   }
 
   onComplete(trailers: string[] | Buffer[] | null): void {

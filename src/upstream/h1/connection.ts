@@ -10,6 +10,7 @@ import {
   track,
   untrack,
   type Expiring,
+  ResponseParseError,
 } from './common.js';
 import { ResponseParser, type ParserOwner } from './parser.js';
 
@@ -26,6 +27,11 @@ export interface H1DispatchHandler {
     statusText: string,
   ): boolean | void;
   onData?(chunk: Buffer): boolean | void;
+  /**
+   * Right after onData: true when nothing holds the chunk any more (it went to the kernel), so
+   * its memory can take the next read. Absent or false: the connection reads into new memory.
+   */
+  chunkReleased?(): boolean;
   onComplete?(trailers: Buffer[] | null): void;
   onError?(err: Error): void;
   onBodySent?(chunk: unknown): void;
@@ -144,6 +150,16 @@ const T_IDLE = 4;
 const EMPTY: Buffer[] = [];
 
 /**
+ * A connection starts reading into a small buffer (thousands of pooled connections each holding
+ * 64 KiB would spread reads over cold memory) and moves to node's usual 64 KiB once a read fills
+ * it, i.e. once large bodies flow.
+ */
+const READ_BUFFER_START_BYTES = 16 * 1024;
+const READ_BUFFER_BYTES = 64 * 1024;
+/** Body pieces below this are copied out of the read buffer rather than handed over in place. */
+const ZERO_COPY_MIN_BYTES = 16 * 1024;
+
+/**
  * One keep-alive HTTP/1.1 connection carrying one request at a time (no pipelining). It owns
  * the socket's listeners and the response parser; the pool decides which request it carries.
  */
@@ -163,6 +179,17 @@ export class Connection implements Expiring, ParserOwner {
   private timeoutKind = T_NONE;
   private error: Error | null = null;
   private responseBytes = 0;
+  /**
+   * Reads land in this connection's own buffer (net's `onread`) instead of a fresh 64 KiB
+   * allocation per read: at 100 KiB responses that allocation churn (about 1 GB/s) was what set
+   * off V8's garbage collections (docs/performance.md). Null for a connection that carries an
+   * upgrade: its socket becomes a stream for the tunnel, which `onread` sockets cannot be.
+   */
+  private readBuffer: Buffer | null;
+  /** Something still holds the last read's memory: the next read goes to a new buffer. */
+  private readBufferHeld = false;
+  /** The last read filled the small start buffer: the next one gets the full size. */
+  private readBufferFull = false;
 
   constructor(
     owner: ConnectionOwner,
@@ -170,14 +197,24 @@ export class Connection implements Expiring, ParserOwner {
     port: number,
     connectTimeoutMs: number,
     keepAliveIdleMs: number,
+    forUpgrade = false,
   ) {
     this.owner = owner;
     this.keepAliveIdleMs = keepAliveIdleMs;
     this.parser = new ResponseParser(this);
-    const socket = net.connect({ host, port, noDelay: true, keepAlive: true });
+    this.readBuffer = forUpgrade ? null : Buffer.allocUnsafeSlow(READ_BUFFER_START_BYTES);
+    const socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      keepAlive: true,
+      ...(forUpgrade
+        ? {}
+        : { onread: { buffer: this.nextReadBuffer, callback: this.onSocketRead } }),
+    } as net.NetConnectOpts);
     this.socket = socket;
     socket.on('connect', this.onSocketConnect);
-    socket.on('data', this.onSocketData);
+    if (forUpgrade) socket.on('data', this.onSocketData);
     socket.on('end', this.onSocketEnd);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
@@ -380,7 +417,18 @@ export class Connection implements Expiring, ParserOwner {
   onBody(chunk: Buffer): boolean {
     const req = this.req!;
     if (this.timeoutKind === T_BODY) this.deadline = Date.now() + req.bodyTimeout;
+    const readBuffer = this.readBuffer;
+    const inReadBuffer = readBuffer !== null && chunk.buffer === readBuffer.buffer;
+    // Small pieces are copied (cheap, and node's write batching stays as it was); large ones
+    // are handed over in place and the taker says whether it let go of them.
+    if (inReadBuffer && chunk.length < ZERO_COPY_MIN_BYTES) chunk = Buffer.from(chunk);
     const more = req.handler.onData?.(chunk);
+    if (
+      inReadBuffer &&
+      chunk.buffer === readBuffer.buffer &&
+      req.handler.chunkReleased?.() !== true
+    )
+      this.readBufferHeld = true;
     if (more === false && this.req === req && !req.done) {
       this.pauseReading();
       return false;
@@ -421,6 +469,11 @@ export class Connection implements Expiring, ParserOwner {
 
   onUpgradeHead(status: number, _statusText: string, headers: string[], rest: Buffer): void {
     const req = this.req!;
+    if (this.readBuffer !== null) {
+      // The pool sends upgrades on their own stream-mode connection; a 101 here is unexpected.
+      this.failRequest(req, new ResponseParseError('HPE_UNEXPECTED_UPGRADE', 'unexpected upgrade'));
+      return;
+    }
     this.req = null;
     req.conn = null;
     req.done = true;
@@ -470,6 +523,32 @@ export class Connection implements Expiring, ParserOwner {
     this.connected = true;
     this.disarm();
     this.owner.onConnected(this);
+  };
+
+  /** net's `onread` callback: `buf` is the read buffer, valid until this returns. */
+  private readonly onSocketRead = (nread: number, buf: Buffer): boolean => {
+    if (nread === buf.length && buf.length < READ_BUFFER_BYTES) this.readBufferFull = true;
+    try {
+      this.onSocketData(buf.subarray(0, nread));
+    } finally {
+      this.parser.keepOwnCopies(buf);
+    }
+    return true;
+  };
+
+  /** net asks after each read where the next one goes. */
+  private readonly nextReadBuffer = (): Buffer => {
+    const current = this.readBuffer;
+    if (this.readBufferHeld || current === null || this.readBufferFull) {
+      const size =
+        this.readBufferFull || (current !== null && current.length === READ_BUFFER_BYTES)
+          ? READ_BUFFER_BYTES
+          : READ_BUFFER_START_BYTES;
+      this.readBuffer = Buffer.allocUnsafeSlow(size);
+      this.readBufferHeld = false;
+      this.readBufferFull = false;
+    }
+    return this.readBuffer!;
   };
 
   private readonly onSocketData = (chunk: Buffer): void => {

@@ -336,6 +336,17 @@ export class ResponseParser {
     }
   }
 
+  /**
+   * The caller is about to read into `buf`'s memory again: whatever the parser keeps from it
+   * (a partial head or chunk line, the unread rest of a paused read) becomes its own copy.
+   */
+  keepOwnCopies(buf: Buffer): void {
+    if (this.pending !== null && this.pending.buffer === buf.buffer)
+      this.pending = Buffer.from(this.pending);
+    if (this.partial !== null && this.partial.buffer === buf.buffer)
+      this.partial = Buffer.from(this.partial);
+  }
+
   /** The state after a callback, which may have stopped the parser (defeats narrowing). */
   private current(): number {
     return this.state;

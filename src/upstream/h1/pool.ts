@@ -220,6 +220,12 @@ export class H1Pool implements ConnectionOwner {
   }
 
   private enqueue(req: H1Request): void {
+    if (req.upgrade) {
+      // Its socket becomes the tunnel's stream: a connection of its own, never a pooled one
+      // (pooled connections read into a reused buffer, which a stream cannot).
+      this.open(true).reserved = req;
+      return;
+    }
     const idle = this.idle;
     while (idle.length > 0) {
       const conn = idle.pop()!;
@@ -238,13 +244,14 @@ export class H1Pool implements ConnectionOwner {
     this.open();
   }
 
-  private open(): Connection {
+  private open(forUpgrade = false): Connection {
     const conn = new Connection(
       this,
       this.hostname,
       this.port,
       this.connectTimeoutMs,
       this.keepAliveIdleMs,
+      forUpgrade,
     );
     this.conns.add(conn);
     this.connecting++;
@@ -319,7 +326,7 @@ export class H1Pool implements ConnectionOwner {
       return;
     }
     // A new connection: another idle one may be just as stale.
-    this.open().reserved = req;
+    this.open(req.upgrade).reserved = req;
   }
 
   dequeue(req: H1Request): void {
