@@ -170,17 +170,9 @@ class Connection {
     parser[kOnExecute] = this.onExecute;
     this.parser = parser;
     socket[kConnection] = this;
-    socket.on('data', this.onData);
     socket.on('error', onSocketError);
-    socket.on('end', this.onEnd);
-    socket.on('close', this.onClose);
-    socket.on('drain', this.onDrain);
-    socket.on('resume', onSocketResume);
-    socket.on('pause', onSocketPause);
-    const wrappable = socket as unknown as Record<ListenerMethod, unknown>;
-    wrappable.on = listenerWrapper('on');
-    wrappable.addListener = listenerWrapper('addListener');
-    wrappable.prependListener = listenerWrapper('prependListener');
+    for (const [event, listener] of this.socketListeners()) socket.on(event, listener);
+    setListenerMethods(socket, WRAPPED_LISTENER_METHODS);
     socket._paused = false;
     const handle = socket._handle;
     if (handle?.isStreamBase && !handle._consumed) {
@@ -409,19 +401,23 @@ class Connection {
     }
   }
 
+  /** The socket events the loop listens to while it owns the socket ('error' aside). */
+  private socketListeners(): Array<[string, SocketListener]> {
+    return [
+      ['data', this.onData as SocketListener],
+      ['end', this.onEnd],
+      ['close', this.onClose],
+      ['drain', this.onDrain],
+      ['resume', onSocketResume as SocketListener],
+      ['pause', onSocketPause as SocketListener],
+    ];
+  }
+
   /** Stops reading for the loop and frees the parser. */
   private detach(): void {
     const socket = this.socket;
-    socket.off('data', this.onData);
-    socket.off('end', this.onEnd);
-    socket.off('close', this.onClose);
-    socket.off('drain', this.onDrain);
-    socket.off('resume', onSocketResume);
-    socket.off('pause', onSocketPause);
-    const wrapped = socket as unknown as Record<ListenerMethod, unknown>;
-    wrapped.on = net.Socket.prototype.on;
-    wrapped.addListener = net.Socket.prototype.addListener;
-    wrapped.prependListener = net.Socket.prototype.prependListener;
+    for (const [event, listener] of this.socketListeners()) socket.off(event, listener);
+    setListenerMethods(socket, NET_LISTENER_METHODS);
     delete socket[kConnection];
     this.freeParser();
   }
@@ -589,6 +585,12 @@ function onSocketPause(this: EngineSocket): void {
 
 /** Someone wants the socket's bytes as events (a sniffer, a tunnel): stop consuming in C++. */
 type ListenerMethod = 'on' | 'addListener' | 'prependListener';
+type ListenerMethods = Record<ListenerMethod, unknown>;
+type SocketListener = (...args: unknown[]) => void;
+
+function setListenerMethods(socket: net.Socket, methods: ListenerMethods): void {
+  Object.assign(socket, methods);
+}
 
 function listenerWrapper(
   name: ListenerMethod,
@@ -608,6 +610,17 @@ function listenerWrapper(
     return this;
   };
 }
+
+const WRAPPED_LISTENER_METHODS: ListenerMethods = {
+  on: listenerWrapper('on'),
+  addListener: listenerWrapper('addListener'),
+  prependListener: listenerWrapper('prependListener'),
+};
+const NET_LISTENER_METHODS: ListenerMethods = {
+  on: net.Socket.prototype.on,
+  addListener: net.Socket.prototype.addListener,
+  prependListener: net.Socket.prototype.prependListener,
+};
 
 /** The connection loop of one server, with its timeout sweep. */
 class Http1Engine {
