@@ -3,10 +3,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes, scryptSync } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
 import { startOrigin, startProxy, rawRequest, request } from './helpers.mjs';
 
 const BIN = new URL('../bin/switchyard', import.meta.url).pathname;
@@ -413,4 +415,55 @@ routes:
   - respond: { status: 200 }
 `);
   assert.equal(good.status, 0, good.stderr);
+});
+
+test('validate: basicAuth.users takes bcrypt or scrypt hashes only (a plain-text password said "config OK")', () => {
+  const config = (users) => `listeners:
+  - address: 127.0.0.1:0
+routes:
+  - respond: { body: x }
+    basicAuth:
+      users:
+${users}
+`;
+  const tail = 'a'.repeat(53);
+  const bad = validate(
+    config(`        eve: hunter2
+        mallory: "$2x$10$${tail}"
+        trent: "$2b$03$${tail}"
+        sybil: "$scrypt$ln=0,r=8,p=1$c2FsdA==$aGFzaA=="`),
+  );
+  assert.equal(bad.status, 1, bad.stdout);
+  const lines = bad.stderr.trim().split('\n');
+  assert.deepEqual(
+    lines.map((l) => l.replace(/: .*\(/, ' (')),
+    [
+      'routes[0].basicAuth.users.eve (7:14)',
+      'routes[0].basicAuth.users.mallory (8:18)',
+      'routes[0].basicAuth.users.trent (9:16)',
+      'routes[0].basicAuth.users.sybil (10:16)',
+    ],
+    bad.stderr,
+  );
+  // The message says how to make a hash, and never repeats the password.
+  assert.match(
+    lines[0],
+    /: not a bcrypt .* hash; store a hash, never the password; .*htpasswd -nbB/,
+  );
+  assert.doesNotMatch(bad.stderr, /hunter2/);
+  assert.match(lines[1], /: not a bcrypt/);
+  assert.match(lines[2], /: bcrypt cost must be 04 to 31, got 03/);
+  assert.match(lines[3], /: scrypt ln must be 1 to 31/);
+
+  const bcrypt2b = bcrypt.hashSync('wonderland', 4);
+  const salt = randomBytes(16);
+  const scrypt = `$scrypt$ln=10,r=8,p=1$${salt.toString('base64')}$${scryptSync('builder', salt, 32, { N: 2 ** 10, r: 8, p: 1 }).toString('base64')}`;
+  const good = validate(
+    config(`        alice: "${bcrypt2b}"
+        carol: "${bcrypt2b.replace('$2b$', '$2y$')}"
+        dave: "${bcrypt2b.replace('$2b$', '$2a$')}"
+        bob: "${scrypt}"`),
+  );
+  assert.equal(good.status, 0, good.stderr);
+  assert.equal(good.stdout, 'config OK\n');
 });

@@ -7,6 +7,7 @@ import type { RawConfig, RawRoute } from './schema.js';
 import type { IssueCollector, PathSegment } from './source.js';
 import type { Config, HostPort, RouteMatch } from './types.js';
 import { formatHostPort, isLoopbackHost, normalizeCidr } from './net.js';
+import { parsePasswordHash } from './password-hash.js';
 import { checkTemplate } from './templates.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -248,6 +249,12 @@ function checkRoutes(raw: RawConfig, config: Config, issues: IssueCollector): vo
     }
     if (r.forwardAuth !== undefined)
       checkHttpUrl(at('forwardAuth', 'url'), r.forwardAuth.url, issues);
+    // A plain-text password (or a hash the verifiers reject) would fail only when `run` builds
+    // the filter; `validate` must catch it too.
+    for (const [user, hash] of Object.entries(r.basicAuth?.users ?? {})) {
+      const parsed = parsePasswordHash(hash);
+      if ('problem' in parsed) issues.add(at('basicAuth', 'users', user), parsed.problem);
+    }
     if (r.rateLimit?.key !== undefined)
       checkTemplateAt(at('rateLimit', 'key'), r.rateLimit.key, issues);
     if (typeof r.cache === 'object' && r.cache.key !== undefined) {

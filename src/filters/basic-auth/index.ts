@@ -5,6 +5,7 @@ import type bcrypt from 'bcryptjs';
 // bcryptjs is loaded only when a route has a bcrypt hash.
 const requireLazily = createRequire(import.meta.url);
 import { LRUCache } from 'lru-cache';
+import { parsePasswordHash } from '../../config/password-hash.js';
 import type { RequestContext, ResponseHead } from '../../core/context.js';
 import { channels } from '../../core/events.js';
 import type { Filter, FilterDeps, FilterFactory } from '../../core/filter.js';
@@ -13,11 +14,6 @@ interface BasicAuthConfig {
   realm?: string;
   users: Record<string, string>;
 }
-
-/** `$scrypt$ln=15,r=8,p=1$<salt base64>$<hash base64>` (the PHC-style form passlib writes). */
-const SCRYPT_HASH =
-  /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/._-]+=*)\$([A-Za-z0-9+/._-]+=*)$/;
-const BCRYPT_HASH = /^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$/;
 
 /** Verified `Authorization` values are remembered briefly, so bcrypt runs once per session. */
 const VERIFIED_CACHE = { max: 1024, ttl: 5 * 60_000 };
@@ -28,30 +24,28 @@ function decodeBase64(text: string): Buffer {
   return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/').replace(/\./g, '+'), 'base64');
 }
 
-/** Builds a checker for one stored hash; throws with a clear message for an unknown format. */
-export function compileHash(hash: string, user: string): Verifier {
-  if (BCRYPT_HASH.test(hash)) {
+/**
+ * Builds a checker for one stored hash. Config validation already refused anything else
+ * (src/config/password-hash.ts); this throws only for a config that skipped it.
+ */
+export function compileHash(text: string, user: string): Verifier {
+  const hash = parsePasswordHash(text);
+  if ('problem' in hash) throw new Error(`basicAuth.users.${user}: ${hash.problem}`);
+  if (hash.kind === 'bcrypt') {
     const { compare } = requireLazily('bcryptjs') as typeof bcrypt;
-    return (password) => compare(password, hash);
+    return (password) => compare(password, text);
   }
-  const m = SCRYPT_HASH.exec(hash);
-  if (m !== null) {
-    const N = 2 ** Number(m[1]);
-    const r = Number(m[2]);
-    const p = Number(m[3]);
-    const salt = decodeBase64(m[4]);
-    const expected = decodeBase64(m[5]);
-    const maxmem = 256 * N * r + 1024 * 1024;
-    return (password) =>
-      new Promise((resolve) => {
-        scrypt(password, salt, expected.length, { N, r, p, maxmem }, (err, derived) => {
-          resolve(err === null && timingSafeEqual(derived, expected));
-        });
+  const N = 2 ** hash.ln;
+  const { r, p } = hash;
+  const salt = decodeBase64(hash.salt);
+  const expected = decodeBase64(hash.hash);
+  const maxmem = 256 * N * r + 1024 * 1024;
+  return (password) =>
+    new Promise((resolve) => {
+      scrypt(password, salt, expected.length, { N, r, p, maxmem }, (err, derived) => {
+        resolve(err === null && timingSafeEqual(derived, expected));
       });
-  }
-  throw new Error(
-    `basicAuth.users.${user}: not a bcrypt ($2b$...) or scrypt ($scrypt$ln=..,r=..,p=..$salt$hash) hash; store hashes, never plain passwords`,
-  );
+    });
 }
 
 /** Splits `Basic base64(user:password)`; null when the header is absent or malformed. */
