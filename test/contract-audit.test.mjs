@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, scryptSync } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -274,6 +275,59 @@ routes:
     assert.match(tooLarge, /\r\nconnection: close\r\n/i, path);
     const small = await request(`${p.url}${path}`, { method: 'POST', body: 'x'.repeat(1024) });
     assert.equal(small.status, path === '/ping' ? 200 : 308, path);
+  }
+});
+
+/**
+ * Sends `parts` one after another on one connection; resolves with everything read and whether
+ * the proxy closed the connection (a FIN from its side) before `timeout`.
+ */
+function exchange(port, parts, { timeout = 5000 } = {}) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let data = '';
+    let closedByProxy = false;
+    const timer = setTimeout(() => socket.destroy(), timeout);
+    socket.setEncoding('latin1');
+    socket.on('data', (c) => (data += c));
+    socket.on('end', () => {
+      closedByProxy = true;
+      socket.end();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ data, closedByProxy });
+    });
+    for (const part of parts) socket.write(part);
+  });
+}
+
+test('maxBodySize applies to a chunked body on respond and redirect routes: 413 and the connection closed once it passes', async () => {
+  const p = await startProxy(`
+listeners: [{ address: "127.0.0.1:0", limits: { maxBodySize: 1KiB } }]
+routes:
+  - { match: { path: /ping }, respond: { status: 200, body: "pong\\n" } }
+  - { match: { path: /old }, redirect: { location: "/new", status: 308 } }
+`);
+  cleanups.push(p.close);
+  const chunk = `200\r\n${'x'.repeat(0x200)}\r\n`;
+  for (const path of ['/ping', '/old']) {
+    const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`;
+    // 1.5 KiB, past the limit; the last chunk never comes, so only the limit can end this.
+    const over = await exchange(p.port, [head, chunk, chunk, chunk]);
+    assert.match(over.data, /^HTTP\/1\.1 413 /, path);
+    assert.match(over.data, /\r\nconnection: close\r\n/i, path);
+    assert.ok(over.closedByProxy, `${path}: the connection was not closed`);
+    // Exactly the limit: the route's answer, and the connection serves the next request.
+    const next = `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
+    const within = await exchange(p.port, [head, chunk, chunk, '0\r\n\r\n', next]);
+    const status = path === '/ping' ? '200' : '308';
+    assert.deepEqual(
+      [...within.data.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]),
+      [status, status],
+      within.data,
+    );
   }
 });
 

@@ -1,12 +1,11 @@
 import type { OutgoingHeaders, RequestContext } from '../core/context.js';
 import type { Handler } from '../core/filter.js';
 import { compileTemplate } from '../core/template.js';
+import { BodyTooLargeError, hasUndeclaredBody, limitBody } from './body-limit.js';
 
 /**
  * The listener's maxBodySize holds on local routes as on upstream ones: a declared
  * Content-Length past it is answered 413 (with Connection: close, so the body is never read).
- * A body these routes do not read (chunked included) is discarded by node after the answer,
- * never buffered; requestTimeout and the minimum body rate still bound it.
  */
 function refuseDeclaredBody(ctx: RequestContext): boolean {
   const declared = ctx.req.headers['content-length'];
@@ -15,17 +14,43 @@ function refuseDeclaredBody(ctx: RequestContext): boolean {
   return true;
 }
 
+/**
+ * A body of unknown length (chunked) is read and thrown away before the answer, counted as it
+ * streams: one that passes maxBodySize is answered 413 and the connection closed, as on upstream
+ * routes; one within it gets the route's answer and the connection stays usable. A smaller
+ * declared body is never read: node discards it after the answer.
+ */
+async function answerAfterBody(
+  ctx: RequestContext,
+  answer: (ctx: RequestContext) => void,
+): Promise<void> {
+  try {
+    for await (const _chunk of limitBody(ctx.req, ctx.listener.maxBodySize)) {
+      // Discarded: these routes have no use for the body.
+    }
+  } catch (err) {
+    // Anything else is the client going away mid-body: there is no one left to answer.
+    if (err instanceof BodyTooLargeError) ctx.sendError('BODY_TOO_LARGE');
+    return;
+  }
+  answer(ctx);
+}
+
 /** Terminal for `redirect`: the Location is a template, e.g. "https://{host}{uri}". */
 export function createRedirectHandler(location: string, status: number): Handler {
   const template = compileTemplate(location);
-  return (ctx: RequestContext) => {
-    if (refuseDeclaredBody(ctx)) return;
+  const answer = (ctx: RequestContext) => {
     const target = template(ctx);
     ctx.respond(
       status,
       { location: target, 'content-type': 'text/plain; charset=utf-8' },
       `Redirecting to ${target}\n`,
     );
+  };
+  return (ctx: RequestContext) => {
+    if (refuseDeclaredBody(ctx)) return;
+    if (hasUndeclaredBody(ctx.req)) return answerAfterBody(ctx, answer);
+    answer(ctx);
   };
 }
 
@@ -40,11 +65,15 @@ export function createRespondHandler(
     ([name, value]) => [name.toLowerCase(), compileTemplate(value)] as const,
   );
   const hasType = compiled.some(([name]) => name === 'content-type');
-  return (ctx: RequestContext) => {
-    if (refuseDeclaredBody(ctx)) return;
+  const answer = (ctx: RequestContext) => {
     const out: OutgoingHeaders = {};
     for (const [name, template] of compiled) out[name] = template(ctx);
     if (!hasType && payload.length > 0) out['content-type'] = 'text/plain; charset=utf-8';
     ctx.respond(status, out, payload);
+  };
+  return (ctx: RequestContext) => {
+    if (refuseDeclaredBody(ctx)) return;
+    if (hasUndeclaredBody(ctx.req)) return answerAfterBody(ctx, answer);
+    answer(ctx);
   };
 }
