@@ -292,6 +292,8 @@ export class Switchyard {
     }
     for (const [listener, listenerConfig] of updated) {
       const needsRestart = listener.update(listenerConfig);
+      // update() gives the listener a new ListenerInfo: its requests must still count as ours.
+      this.observability.addListener(listenerConfig.name, listener.info, listener.server);
       if (needsRestart.length > 0) {
         this.log(
           'warn',

@@ -661,3 +661,30 @@ accessLog: { format: json, output: ${JSON.stringify(output)} }
     assert.match(readFileSync(good, 'utf8'), /still-logged/);
   },
 );
+
+test('a reload keeps logging and counting the requests of the listeners it keeps (they went unrecorded after any reload)', async () => {
+  const logPath = join(tmp(), 'access.log');
+  const yaml = `
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+routes: [{ name: r, respond: { status: 200, body: ok } }]
+accessLog: { format: json, output: ${JSON.stringify(logPath)} }
+admin: { address: "127.0.0.1:0" }
+`;
+  const proxy = await startProxy(yaml);
+  try {
+    assert.equal((await request(`${proxy.url}/before`)).status, 200);
+    await proxy.proxy.reload(configFrom(yaml));
+    assert.equal((await request(`${proxy.url}/after`)).status, 200);
+    const samples = parseMetrics((await request(`${proxy.proxy.adminUrl()}/metrics`)).text);
+    assert.deepEqual(
+      find(samples, 'switchyard_requests_total', { route: 'r', code: '200' }).map((s) => s.value),
+      [2],
+    );
+  } finally {
+    await proxy.close();
+  }
+  assert.deepEqual(
+    readLines(logPath).map((l) => JSON.parse(l).path),
+    ['/before', '/after'],
+  );
+});

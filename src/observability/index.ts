@@ -62,7 +62,14 @@ export class Observability {
   accessLog: AccessLog | null = null;
   tracing: Tracing | null = null;
   private readonly sources: ObservabilitySources;
-  private readonly listeners = new Map<ListenerInfo, OwnListener>();
+  /** This proxy's listeners, by server: what the connection gauges read. */
+  private readonly listeners = new Map<Server, OwnListener>();
+  /**
+   * Whether a request is this proxy's, by its ListenerInfo. A reload gives a listener it keeps a
+   * new info object (its new limits), while requests that started before it still carry the
+   * old one; every one counts, and the old ones are dropped once no request holds them.
+   */
+  private readonly ownInfos = new WeakSet<ListenerInfo>();
   private activeRequests = 0;
   private subscribedStart = false;
   private subscribedEnd = false;
@@ -130,10 +137,19 @@ export class Observability {
     return this.routeNames;
   }
 
-  /** Counts a listener's requests and connections as this proxy's. */
+  /**
+   * Counts a listener's requests and connections as this proxy's. Called again with a kept
+   * listener's new info after a reload: its requests count from then on, its connections are
+   * already counted.
+   */
   addListener(name: string, info: ListenerInfo, server: Server): void {
-    if (this.listeners.has(info)) return;
-    this.listeners.set(info, { name, server, info });
+    this.ownInfos.add(info);
+    const known = this.listeners.get(server);
+    if (known !== undefined) {
+      known.info = info;
+      return;
+    }
+    this.listeners.set(server, { name, server, info });
     const metrics = this.metrics;
     if (metrics === null) return;
     const connections = metrics.connections.labels(name);
@@ -151,7 +167,9 @@ export class Observability {
   }
 
   removeListener(info: ListenerInfo): void {
-    this.listeners.delete(info);
+    this.ownInfos.delete(info);
+    for (const [server, own] of this.listeners)
+      if (own.info === info) this.listeners.delete(server);
   }
 
   /** Counts a config reload (ok or refused) in the metrics. */
@@ -207,14 +225,14 @@ export class Observability {
 
   private readonly onRequestStart = (message: unknown) => {
     const ctx = message as RequestContext;
-    if (!this.listeners.has(ctx.listener)) return;
+    if (!this.ownInfos.has(ctx.listener)) return;
     this.activeRequests++;
     this.tracing?.start(ctx);
   };
 
   private readonly onRequestEnd = (message: unknown) => {
     const ctx = message as RequestContext;
-    if (!this.listeners.has(ctx.listener)) return;
+    if (!this.ownInfos.has(ctx.listener)) return;
     // A request that started before this subscriber existed was never counted as active.
     if (this.activeRequests > 0) this.activeRequests--;
     const m = measure(ctx);
@@ -256,7 +274,7 @@ export class Observability {
 
   private readonly onCacheResult = (message: unknown) => {
     const { ctx, result } = message as CacheResultEvent;
-    if (ctx && !this.listeners.has(ctx.listener)) return;
+    if (ctx && !this.ownInfos.has(ctx.listener)) return;
     if (ctx) ctx.cacheStatus = result;
     this.metrics?.cacheRequests.inc({ result });
     this.stats?.recordCache(result);
@@ -264,14 +282,14 @@ export class Observability {
 
   private readonly onRateLimited = (message: unknown) => {
     const { ctx } = message as { ctx: RequestContext };
-    if (!this.listeners.has(ctx.listener)) return;
+    if (!this.ownInfos.has(ctx.listener)) return;
     this.metrics?.rateLimited.inc({ route: ctx.routeName });
     this.stats?.recordRateLimited(ctx.routeName);
   };
 
   private readonly onRateLimitDecision = (message: unknown) => {
     const { ctx, allowed } = message as RateLimitDecisionEvent;
-    if (!this.listeners.has(ctx.listener)) return;
+    if (!this.ownInfos.has(ctx.listener)) return;
     this.metrics?.rateLimitDecisions.inc({
       route: ctx.routeName,
       result: allowed ? 'allowed' : 'limited',
@@ -312,7 +330,7 @@ export class Observability {
 
   private readonly onUpstreamAttempt = (message: unknown) => {
     const e = message as { ctx: RequestContext; server: string; error?: unknown };
-    if (!e.error || !this.listeners.has(e.ctx.listener)) return;
+    if (!e.error || !this.ownInfos.has(e.ctx.listener)) return;
     this.metrics?.upstreamErrors.inc({ upstream: e.ctx.upstreamName, server: e.server });
   };
 
@@ -328,19 +346,19 @@ export class Observability {
   /** A rate-limit decision that Redis could not take counts as a Redis error of that store. */
   private readonly onRateLimitStoreError = (message: unknown) => {
     const { ctx, store } = message as RateLimitStoreErrorEvent;
-    if (store !== 'redis' || !this.listeners.has(ctx.listener)) return;
+    if (store !== 'redis' || !this.ownInfos.has(ctx.listener)) return;
     this.metrics?.redisErrors.inc({ store: 'ratelimit' });
   };
 
   private readonly onDenied = (message: unknown) => {
     const { ctx, by } = message as DeniedEvent;
-    if (!this.listeners.has(ctx.listener)) return;
+    if (!this.ownInfos.has(ctx.listener)) return;
     this.metrics?.denied.inc({ route: ctx.routeName, by });
   };
 
   private readonly onRequestError = (message: unknown) => {
     const { ctx } = message as { ctx: RequestContext };
-    if (!this.listeners.has(ctx.listener)) return;
+    if (!this.ownInfos.has(ctx.listener)) return;
     this.metrics?.requestErrors.inc({ route: ctx.routeName });
   };
 
