@@ -12,7 +12,7 @@ import { ipFilterFeature } from './filters/ipfilter/index.js';
 import { basicAuthFeature } from './filters/basic-auth/index.js';
 import { forwardAuthFeature } from './filters/forward-auth/index.js';
 import { wafFeature } from './filters/waf/index.js';
-import { checkAccessLogOutput, Observability } from './observability/index.js';
+import { Observability } from './observability/index.js';
 import { createStderrLogger, type LogFn } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { describeListenError, Listener } from './server/listener.js';
@@ -253,9 +253,16 @@ export class Switchyard {
    * changes nothing; requests in flight finish on the old runtime.
    */
   async reload(config: Config): Promise<void> {
-    // A log file that cannot be opened refuses the reload before anything changes.
-    if (config.accessLog) checkAccessLogOutput(config.accessLog.output);
-    const next = this.buildRuntime(config);
+    // A log file that cannot be opened refuses the reload before anything changes. It is opened
+    // here, once, and becomes the access log when the reload goes through.
+    const observabilityStep = this.observability.prepareReload(config);
+    let next: Runtime;
+    try {
+      next = this.buildRuntime(config);
+    } catch (err) {
+      await observabilityStep.abandon();
+      throw err;
+    }
     const previous = this.runtime;
     const wanted = new Map(config.listeners.map((l) => [l.name, l]));
     // Open new sockets before switching, so a port conflict aborts the reload with nothing changed.
@@ -276,13 +283,16 @@ export class Switchyard {
         opened.set(name, await this.createListener(listenerConfig));
       }
     } catch (err) {
-      await Promise.all([...opened.values()].map((l) => l.drain(0)));
+      await Promise.all([
+        observabilityStep.abandon(),
+        ...[...opened.values()].map((l) => l.drain(0)),
+      ]);
       throw err;
     }
     this.runtime = next;
     for (const commit of tlsCommits) commit();
     this.health.update(next.groups.values());
-    await this.observability.reconfigure(config);
+    await observabilityStep.commit();
     try {
       await this.reloadAdmin(config);
     } catch (err) {

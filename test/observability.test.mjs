@@ -5,7 +5,17 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import fs, {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configFrom, startOrigin, startProxy, request } from './helpers.mjs';
@@ -685,6 +695,125 @@ admin: { address: "127.0.0.1:0" }
   }
   assert.deepEqual(
     readLines(logPath).map((l) => JSON.parse(l).path),
+    ['/before', '/after'],
+  );
+});
+
+/**
+ * Counts the opens (fs.open and fs.openSync, which sonic-boom and the access log use) naming one
+ * of `paths`. The calls go through unchanged; restore() puts the originals back.
+ */
+function countOpens(paths) {
+  const counts = Object.fromEntries(paths.map((p) => [p, 0]));
+  const saved = { open: fs.open, openSync: fs.openSync };
+  fs.open = function (path, ...rest) {
+    if (typeof path === 'string' && path in counts) counts[path]++;
+    return saved.open.call(this, path, ...rest);
+  };
+  fs.openSync = function (path, ...rest) {
+    if (typeof path === 'string' && path in counts) counts[path]++;
+    return saved.openSync.call(this, path, ...rest);
+  };
+  // ESM named imports of node:fs (the access log's) follow the patched functions.
+  syncBuiltinESMExports();
+  return {
+    counts,
+    restore() {
+      Object.assign(fs, saved);
+      syncBuiltinESMExports();
+    },
+  };
+}
+
+/** How many of this process's file descriptors point at `path` (null without /proc). */
+function openDescriptors(path) {
+  if (!existsSync('/proc/self/fd')) return null;
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) n++;
+    } catch {
+      // The descriptor readdir itself used, already closed.
+    }
+  }
+  return n;
+}
+
+test('a reload to another access log file opens it once and closes the old one; lines follow it', async () => {
+  const dir = tmp();
+  const first = join(dir, 'first.log');
+  const second = join(dir, 'second.log');
+  const yaml = (output) => `
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+routes: [{ name: r, respond: { status: 200, body: ok } }]
+accessLog: { format: json, output: ${JSON.stringify(output)} }
+`;
+  const proxy = await startProxy(yaml(first));
+  const opens = countOpens([first, second]);
+  try {
+    assert.equal(openDescriptors(first) ?? 1, 1);
+    assert.equal((await request(`${proxy.url}/one`)).status, 200);
+    await proxy.proxy.reload(configFrom(yaml(second)));
+    // It was opened three times (a check in the reload, one in the log, then sonic-boom's own).
+    assert.deepEqual(opens.counts, { [first]: 0, [second]: 1 });
+    assert.equal(openDescriptors(first) ?? 0, 0, 'the old file is closed');
+    assert.equal(openDescriptors(second) ?? 1, 1);
+    assert.equal((await request(`${proxy.url}/two`)).status, 200);
+    // A reload that keeps the output opens nothing.
+    await proxy.proxy.reload(configFrom(yaml(second)));
+    assert.deepEqual(opens.counts, { [first]: 0, [second]: 1 });
+    // A reload that fails after the file was opened (a port in use) closes it again.
+    const third = join(dir, 'third.log');
+    const conflicting = yaml(third).replace(
+      '[{ name: web, address: "127.0.0.1:0" }]',
+      `[{ name: web, address: "127.0.0.1:0" }, { name: other, address: "127.0.0.1:${proxy.port}" }]`,
+    );
+    await assert.rejects(proxy.proxy.reload(configFrom(conflicting)), /in use/);
+    assert.equal(openDescriptors(third) ?? 0, 0, 'a refused reload leaves nothing open');
+  } finally {
+    opens.restore();
+    await proxy.close();
+  }
+  assert.equal(openDescriptors(second) ?? 0, 0);
+  assert.deepEqual(
+    readLines(first).map((l) => JSON.parse(l).path),
+    ['/one'],
+  );
+  assert.deepEqual(
+    readLines(second).map((l) => JSON.parse(l).path),
+    ['/two'],
+  );
+});
+
+test('SIGUSR1 reopen: when the path cannot be opened, the error is logged and lines keep going to the old file', async () => {
+  const dir = tmp();
+  const logPath = join(dir, 'access.log');
+  const rotated = join(dir, 'access.log.1');
+  const proxy = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+routes: [{ name: r, respond: { status: 200, body: ok } }]
+accessLog: { format: json, output: ${JSON.stringify(logPath)} }
+`);
+  try {
+    assert.equal((await request(`${proxy.url}/before`)).status, 200);
+    renameSync(logPath, rotated);
+    mkdirSync(logPath); // the path is now a directory: opening it for appending fails
+    proxy.proxy.reopenLogs();
+    assert.ok(
+      proxy.logs.some(
+        (l) =>
+          l.level === 'error' &&
+          /access log not reopened/.test(l.message) &&
+          /EISDIR/.test(l.error),
+      ),
+      JSON.stringify(proxy.logs),
+    );
+    assert.equal((await request(`${proxy.url}/after`)).status, 200);
+  } finally {
+    await proxy.close();
+  }
+  assert.deepEqual(
+    readLines(rotated).map((l) => JSON.parse(l).path),
     ['/before', '/after'],
   );
 });

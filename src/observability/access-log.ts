@@ -1,5 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type pino from 'pino';
@@ -11,15 +11,17 @@ import type { RequestContext } from '../core/context.js';
 import type { LogFn } from './logger.js';
 
 /**
- * Opens an access log file once (creating its directory), so that a path that cannot be written
- * fails the start or the reload with a clear message, as nginx does, instead of every line
- * being lost later without a word.
+ * Opens the access log's output for appending (creating its directory) and returns the file
+ * descriptor, 1 for stdout. Synchronous, so that a path that cannot be written fails the start
+ * or the reload with a clear message, as nginx does, instead of every line being lost later
+ * without a word; and the descriptor opened here is the one the log writes to, so the file is
+ * opened once.
  */
-export function checkAccessLogOutput(output: string): void {
-  if (output === 'stdout') return;
+function openOutput(output: string): number {
+  if (output === 'stdout') return 1;
   try {
     makeDirectory(dirname(output));
-    closeSync(openSync(output, 'a'));
+    return openSync(output, 'a');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new Error(`accessLog.output: cannot open ${output} for writing (${reason})`);
@@ -175,11 +177,18 @@ function header(ctx: RequestContext, name: 'user-agent' | 'referer'): string {
  * loop later (consecutive lines are coalesced into one write under load), so a slow disk never
  * stalls a response. The subscriber runs on the response's `close`, after the client has its
  * answer. Reopened on SIGUSR1 so logrotate can move the file away.
+ *
+ * The file is opened once, by the constructor (which throws when it cannot be), and closed by
+ * `close`: a reload that changes the output builds a new AccessLog before it switches and
+ * closes the old one after.
  */
 export class AccessLog {
   readonly format: 'json' | 'combined';
   readonly output: string;
-  private readonly destination: Destination;
+  private destination: Destination;
+  /** Destinations replaced by `reopen` that are still writing out what they had. */
+  private retiring: Promise<void>[] = [];
+  private readonly log: LogFn | undefined;
   private sampleRatio: number;
   /** Route name -> sample ratio when it differs from the global one (0 = off). */
   private routeRatios = new Map<string, number>();
@@ -217,16 +226,19 @@ export class AccessLog {
   };
 
   constructor(config: AccessLogConfig, routes: readonly RouteConfig[], log?: LogFn) {
-    checkAccessLogOutput(config.output);
     this.format = config.format;
     this.output = config.output;
     this.sampleRatio = config.sampleRatio;
-    this.destination = (requireLazily('pino') as typeof pino).destination({
-      dest: config.output === 'stdout' ? 1 : config.output,
+    this.log = log;
+    this.destination = this.writeTo(openOutput(config.output));
+    this.setRoutes(routes, config.sampleRatio);
+  }
+
+  /** A sonic-boom destination writing to an open file descriptor (which it closes on end). */
+  private writeTo(fd: number): Destination {
+    const destination = (requireLazily('pino') as typeof pino).destination({
+      dest: fd,
       sync: false,
-      // The directory was made by checkAccessLogOutput (sonic-boom's own mkdir is recursive).
-      mkdir: false,
-      append: true,
       // Lines are gathered into writes of at least WRITE_MIN_BYTES (one syscall for many
       // requests), and flushed at least every FLUSH_MS when traffic is light. A disk that
       // cannot keep up makes lines drop past 16 MiB of backlog rather than grow the heap
@@ -240,16 +252,16 @@ export class AccessLog {
     // A write error (disk full, file system gone) must not crash the process from inside
     // sonic-boom's callbacks; it is logged, at most once a minute.
     let reportedAt = -Infinity;
-    this.destination.on('error', (err: Error) => {
+    destination.on('error', (err: Error) => {
       const now = Date.now();
-      if (log === undefined || now - reportedAt < ERROR_REPORT_MS) return;
+      if (this.log === undefined || now - reportedAt < ERROR_REPORT_MS) return;
       reportedAt = now;
-      log('error', 'access log write failed; lines are being lost', {
-        output: config.output,
+      this.log('error', 'access log write failed; lines are being lost', {
+        output: this.output,
         error: (err as NodeJS.ErrnoException).code ?? err.message,
       });
     });
-    this.setRoutes(routes, config.sampleRatio);
+    return destination;
   }
 
   /** True when this log can keep running under a new config (same file and format). */
@@ -334,33 +346,50 @@ export class AccessLog {
     return `${ctx.clientIp} - - [${this.clock.clfNow()}] "${clfEscape(ctx.method)} ${clfEscape(uri)} HTTP/${ctx.req.httpVersion}" ${m.status} ${m.bytesOut === 0 ? '-' : m.bytesOut} "${referer === '' ? '-' : clfEscape(referer)}" "${agent === '' ? '-' : clfEscape(agent)}"\n`;
   }
 
-  /** Opens the file again by name (after logrotate moved it). stdout needs nothing. */
+  /**
+   * Opens the file again by name (after logrotate moved it). stdout needs nothing. When the path
+   * cannot be opened, lines keep going to the current file and the error is logged.
+   */
   reopen(): void {
     if (this.output === 'stdout') return;
     // Lines of requests that finished before the signal belong to the old file.
     this.flushBatch();
+    let fd: number;
     try {
-      this.destination.reopen();
-    } catch {
-      // The destination was not ready yet; its pending open uses the path anyway.
+      fd = openOutput(this.output);
+    } catch (err) {
+      this.log?.('error', 'access log not reopened; lines keep going to the previous file', {
+        error: (err as Error).message,
+      });
+      return;
     }
+    const previous = this.destination;
+    this.destination = this.writeTo(fd);
+    const ending: Promise<void> = endDestination(previous).then(() => {
+      this.retiring = this.retiring.filter((p) => p !== ending);
+    });
+    this.retiring.push(ending);
   }
 
   /** Writes out what is buffered and releases the file. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.flushBatch();
     const dest = this.destination;
-    return new Promise((resolve) => {
-      const done = () => resolve();
-      if (this.output === 'stdout') {
-        dest.flush(() => done());
-        return;
-      }
-      dest.once('close', done);
-      dest.once('error', done);
-      dest.end();
-    });
+    if (this.output === 'stdout') {
+      await new Promise<void>((resolve) => dest.flush(() => resolve()));
+      return;
+    }
+    await Promise.all([endDestination(dest), ...this.retiring]);
   }
+}
+
+/** Ends a file destination: what it holds is written, then its descriptor is closed. */
+function endDestination(dest: Destination): Promise<void> {
+  return new Promise((resolve) => {
+    dest.once('close', () => resolve());
+    dest.once('error', () => resolve());
+    dest.end();
+  });
 }
 
 function round(ms: number): number {

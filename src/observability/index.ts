@@ -21,7 +21,6 @@ import { LiveStats } from './stats.js';
 import { Tracing, type TracingSettings } from './tracing.js';
 
 export { Metrics } from './metrics.js';
-export { checkAccessLogOutput } from './access-log.js';
 export { LiveStats } from './stats.js';
 export type { ServerView } from './metrics.js';
 
@@ -97,13 +96,36 @@ export class Observability {
     this.stats = new LiveStats();
   }
 
-  /** Takes a new config's settings (reload). Metrics and stats carry over. */
-  async reconfigure(config: Config): Promise<void> {
+  /**
+   * The first step of a reload, taken before anything switches: when the new config writes its
+   * access log to another file (or in another format), that file is opened now, once, and
+   * becomes the new log, so one that cannot be opened refuses the reload with nothing changed.
+   * `commit` applies the config (closing what it replaces); `abandon` releases what was opened
+   * when the reload fails later.
+   */
+  prepareReload(config: Config): { commit(): Promise<void>; abandon(): Promise<void> } {
+    const current = this.accessLog;
+    const opened =
+      config.accessLog && !(current !== null && current.sameTarget(config.accessLog))
+        ? new AccessLog(config.accessLog, config.routes, this.sources.log)
+        : null;
+    return {
+      commit: () => this.reconfigure(config, opened),
+      abandon: async () => opened?.close(),
+    };
+  }
+
+  /**
+   * Takes a new config's settings (reload), with the access log `prepareReload` opened for it if
+   * any. Metrics and stats carry over.
+   */
+  async reconfigure(config: Config, openedLog: AccessLog | null = null): Promise<void> {
     const closing: Array<Promise<void>> = [];
     if (this.accessLog && (!config.accessLog || !this.accessLog.sameTarget(config.accessLog))) {
       closing.push(this.accessLog.close());
       this.accessLog = null;
     }
+    if (openedLog !== null) this.accessLog = openedLog;
     if (this.tracing) {
       closing.push(this.tracing.close());
       this.tracing = null;
