@@ -8,6 +8,7 @@ import { errorBody, ProxyError, type ErrorCode } from '../core/errors.js';
 import type { Handler } from '../core/filter.js';
 import type { Template } from '../core/template.js';
 import type { UpstreamGroup } from '../upstream/group.js';
+import { BodyTooLargeError, limitBody } from './body-limit.js';
 import type { Host } from '../upstream/host.js';
 import {
   buildClientResponseHeaders,
@@ -46,12 +47,6 @@ let firstLargeBody: (() => void) | null = null;
  */
 export function onFirstLargeBody(hook: () => void): void {
   firstLargeBody = hook;
-}
-
-class BodyTooLargeError extends Error {
-  constructor() {
-    super('request body exceeds maxBodySize');
-  }
 }
 
 class UpstreamConnectTimeoutError extends Error {
@@ -97,19 +92,6 @@ function hasBody(ctx: RequestContext): boolean {
 
 interface H2Request {
   stream: { endAfterHeaders: boolean };
-}
-
-/**
- * Counts a body of unknown length as it streams and fails the upstream request past the limit,
- * so a chunked upload is cut at maxBodySize without being buffered.
- */
-async function* limitBody(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
-  let total = 0;
-  for await (const chunk of body) {
-    total += chunk.length;
-    if (total > max) throw new BodyTooLargeError();
-    yield chunk;
-  }
 }
 
 /** Methods whose requests may be sent twice (RFC 9110 §9.2.2). */
