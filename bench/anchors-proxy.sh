@@ -29,4 +29,5 @@ routes:
   - upstream: origin
 YAML
 [[ -f $ROOT/dist/cli.js ]] || (cd "$ROOT" && npx tsc -p tsconfig.build.json >&2)
-exec node ${NODE_OPTS:-} "$ROOT/bin/switchyard" run -c "$CONFIG"
+# bin/switchyard starts node with the heap flags of src/heap-tuning.ts.
+exec "$ROOT/bin/switchyard" run -c "$CONFIG"

@@ -78,6 +78,8 @@ const LOAD_CPU = String(num('LOAD_CPU', 0));
 const PROXY_CPU = String(num('PROXY_CPU', 1));
 const BUILD = num('BUILD', 1) === 1;
 const NODE_OPTS = list('NODE_OPTS', '');
+/** NODE_OPTS plus the heap flags bin/switchyard starts with (src/heap-tuning.ts); set after the build. */
+let SWITCHYARD_NODE_OPTS = NODE_OPTS;
 const WORK = env.WORK ?? '/tmp/switchyard-bench';
 const SUITES = list('SUITES', '');
 const PORTS = {
@@ -939,7 +941,7 @@ function startTarget(name) {
     case 'switchyard-w1':
     case 'switchyard-w2':
       return startBg(name, BOTH_CPUS, process.execPath, [
-        ...NODE_OPTS,
+        ...SWITCHYARD_NODE_OPTS,
         join(ROOT, 'bin/switchyard'),
         'run',
         '-c',
@@ -952,7 +954,7 @@ function startTarget(name) {
     case 'switchyard-waf':
     case 'switchyard-h2':
       return startBg(name, PROXY_CPU, process.execPath, [
-        ...NODE_OPTS,
+        ...SWITCHYARD_NODE_OPTS,
         join(ROOT, 'bin/switchyard'),
         'run',
         '-c',
@@ -960,7 +962,7 @@ function startTarget(name) {
       ]);
     case 'switchyard':
       return startBg('switchyard', PROXY_CPU, process.execPath, [
-        ...NODE_OPTS,
+        ...SWITCHYARD_NODE_OPTS,
         join(ROOT, 'bin/switchyard'),
         'run',
         '-c',
@@ -968,7 +970,7 @@ function startTarget(name) {
       ]);
     case 'switchyard-obs':
       return startBg('switchyard-obs', PROXY_CPU, process.execPath, [
-        ...NODE_OPTS,
+        ...SWITCHYARD_NODE_OPTS,
         join(ROOT, 'bin/switchyard'),
         'run',
         '-c',
@@ -980,7 +982,7 @@ function startTarget(name) {
         PROXY_CPU,
         process.execPath,
         [
-          ...NODE_OPTS,
+          ...SWITCHYARD_NODE_OPTS,
           join(ROOT, 'bin/switchyard'),
           'run',
           '-c',
@@ -1425,6 +1427,9 @@ async function main() {
     }
   }
   if (!existsSync(join(ROOT, 'dist/cli.js'))) throw new Error('dist/cli.js missing: build first');
+  // Node 22.15+ would add them itself (process.execve); Node 20 needs them on the command line.
+  const { missingHeapFlags } = await import('../dist/heap-tuning.js');
+  SWITCHYARD_NODE_OPTS = [...NODE_OPTS, ...missingHeapFlags(NODE_OPTS)];
   writeFiles();
   log(`results in ${RESULTS}`);
   const origin = startOrigin();
