@@ -285,7 +285,9 @@ export class Switchyard {
     } catch (err) {
       await Promise.all([
         observabilityStep.abandon(),
-        ...[...opened.values()].map((l) => l.drain(0)),
+        ...[...opened.values()].map((l) => this.retire(l, 0)),
+        // Built but never used: its filters' timers and pools go now, not never.
+        next.close(),
       ]);
       throw err;
     }
@@ -314,7 +316,7 @@ export class Switchyard {
     for (const [name, listener] of this.listeners) {
       if (!wanted.has(name) || opened.has(name)) {
         this.listeners.delete(name);
-        void listener.drain(config.shutdownTimeoutMs);
+        void this.retire(listener, config.shutdownTimeoutMs);
       }
     }
     for (const [name, listener] of opened) this.listeners.set(name, listener);
@@ -327,6 +329,15 @@ export class Switchyard {
     }
     const grace = setTimeout(() => void previous.close(), config.shutdownTimeoutMs);
     grace.unref();
+  }
+
+  /**
+   * Drains a listener a reload dropped (or opened and then abandoned), then forgets it in the
+   * metrics: its requests in flight are still counted while they finish.
+   */
+  private async retire(listener: Listener, timeoutMs: number): Promise<void> {
+    await listener.drain(timeoutMs);
+    this.observability.removeListener(listener.info);
   }
 
   /** Stops accepting, finishes in-flight requests up to `timeoutMs`, then closes everything. */

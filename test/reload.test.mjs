@@ -81,3 +81,49 @@ routes: [{ respond: { body: "new" } }]
   await assert.rejects(p.proxy.reload(next), /already in use/);
   assert.equal((await request(`${p.url}/`)).text, 'old');
 });
+
+test('reload: a dropped listener, and one opened by a refused reload, leave the metrics once drained', async () => {
+  const origin = await startOrigin((req, res) => res.end('ok'));
+  cleanups.push(origin.close);
+  const blocker = net.createServer();
+  await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => blocker.close(r)));
+  const busy = blocker.address().port;
+  const [a, b, c] = [await freePort(), await freePort(), await freePort()];
+  const yaml = (listeners) => `
+listeners:
+${listeners}
+admin: { address: "127.0.0.1:0" }
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app }]
+`;
+  const p = await startProxy(
+    yaml(`  - { name: a, address: "127.0.0.1:${a}" }\n  - { name: b, address: "127.0.0.1:${b}" }`),
+  );
+  cleanups.push(p.close);
+  const listed = async () => {
+    const text = (await request(`${p.proxy.adminUrl()}/metrics`)).text;
+    return [...text.matchAll(/^switchyard_active_connections\{listener="([^"]+)"\}/gm)]
+      .map((m) => m[1])
+      .sort();
+  };
+  assert.deepEqual(await listed(), ['a', 'b']);
+
+  // c opens, then the busy port refuses the reload: c must not linger in the metrics.
+  await assert.rejects(
+    p.proxy.reload(
+      configFrom(
+        yaml(
+          `  - { name: a, address: "127.0.0.1:${a}" }\n  - { name: c, address: "127.0.0.1:${c}" }\n  - { name: d, address: "127.0.0.1:${busy}" }`,
+        ),
+      ),
+    ),
+    /already in use/,
+  );
+  // b is dropped (shutdownTimeout is short and it has no connections: it drains at once).
+  await p.proxy.reload(configFrom(yaml(`  - { name: a, address: "127.0.0.1:${a}" }`)));
+  assert.equal((await request(`http://127.0.0.1:${a}/`)).text, 'ok');
+  for (let i = 0; i < 100 && (await listed()).length > 1; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(await listed(), ['a']);
+});

@@ -188,6 +188,7 @@ export class Observability {
     );
   }
 
+  /** Forgets a listener that is gone (drained): its connections and requests are no longer ours. */
   removeListener(info: ListenerInfo): void {
     this.ownInfos.delete(info);
     for (const [server, own] of this.listeners)

@@ -476,7 +476,11 @@ export class Metrics {
               ),
           ),
         );
-        for (const [name, n] of counts) this.set({ listener: name }, n);
+        // A listener moved to a new address by a reload has its old sockets draining under
+        // the same name for a while: both count.
+        const totals = new Map<string, number>();
+        for (const [name, n] of counts) totals.set(name, (totals.get(name) ?? 0) + n);
+        for (const [name, n] of totals) this.set({ listener: name }, n);
       },
     });
     new client.Gauge({
