@@ -630,6 +630,9 @@ function writeFiles() {
     mkdirSync(join(WORK, d), { recursive: true });
   const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_\n';
   const text = (n) => line.repeat(Math.ceil(n / line.length)).slice(0, n);
+  // The obs target's access log starts empty each run: appended to across runs it grew to
+  // gigabytes, and the kernel writing back what earlier runs left skewed the obs numbers.
+  writeFileSync(join(WORK, 'access.log'), '');
   writeFileSync(join(WORK, 'origin/html/1k'), text(1024));
   writeFileSync(join(WORK, 'origin/html/100k'), text(102400));
   if (SUITES.includes('compression'))
