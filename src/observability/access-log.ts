@@ -1,13 +1,9 @@
 import type { TLSSocket } from 'node:tls';
 import { existsSync, mkdirSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import type pino from 'pino';
-
-// pino (for its SonicBoom destination) is loaded only when an access log is configured.
-const requireLazily = createRequire(import.meta.url);
 import type { AccessLogConfig, RouteConfig } from '../config/types.js';
 import type { RequestContext } from '../core/context.js';
+import { FileLines, StdoutLines, type LineSink } from './log-sink.js';
 import type { LogFn } from './logger.js';
 
 /**
@@ -50,8 +46,6 @@ export interface RequestMeasures {
   bytesIn: number;
   bytesOut: number;
 }
-
-type Destination = ReturnType<typeof pino.destination>;
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -136,20 +130,6 @@ class QuoteMemo {
   }
 }
 
-/** Lines gathered before they are handed to the destination (bounded; see `write`). */
-const BATCH_CHARS = 64 * 1024;
-
-/**
- * Bytes the destination gathers before it writes. An asynchronous fs.write costs tens of
- * microseconds of CPU whatever its size (a libuv thread-pool hand-off, measured 25-50 us here),
- * so at 4 KiB (about 9 lines) the writes cost more than building the lines; at 64 KiB (about
- * 150 lines) they cost well under a microsecond a line. Light traffic is still flushed every
- * FLUSH_MS.
- */
-const WRITE_MIN_BYTES = 64 * 1024;
-const WRITE_MAX_BYTES = 256 * 1024;
-const FLUSH_MS = 500;
-
 /** Escapes a value for a quoted combined-log field the way nginx does (\" \\ and \xHH). */
 function clfEscape(value: string): string {
   // eslint-disable-next-line no-control-regex
@@ -172,10 +152,9 @@ function header(ctx: RequestContext, name: 'user-agent' | 'referer'): string {
 }
 
 /**
- * One line per request, as pino-format JSON or in the combined format, written through pino's
- * sonic-boom destination in asynchronous mode: the line is handed over in memory and written by the event
- * loop later (consecutive lines are coalesced into one write under load), so a slow disk never
- * stalls a response. The subscriber runs on the response's `close`, after the client has its
+ * One line per request, as pino-format JSON or in the combined format, handed to a LineSink
+ * (log-sink.ts) in memory and written later in large asynchronous writes (many lines each under
+ * load), so a slow disk never stalls a response. The subscriber runs on the response's `close`, after the client has its
  * answer. Reopened on SIGUSR1 so logrotate can move the file away.
  *
  * The file is opened once, by the constructor (which throws when it cannot be), and closed by
@@ -185,32 +164,14 @@ function header(ctx: RequestContext, name: 'user-agent' | 'referer'): string {
 export class AccessLog {
   readonly format: 'json' | 'combined';
   readonly output: string;
-  private destination: Destination;
-  /** Destinations replaced by `reopen` that are still writing out what they had. */
+  private sink: LineSink;
+  /** Sinks replaced by `reopen` that are still writing out what they had. */
   private retiring: Promise<void>[] = [];
   private readonly log: LogFn | undefined;
   private sampleRatio: number;
   /** Route name -> sample ratio when it differs from the global one (0 = off). */
   private routeRatios = new Map<string, number>();
   private readonly clock = new LogClock();
-  /**
-   * Lines not yet handed to the destination: they go in one write per event-loop turn (or per
-   * BATCH_CHARS), because sonic-boom measures its whole pending buffer on every write, which
-   * costs more than building the line when lines are handed over one at a time.
-   */
-  private batch: string[] = [];
-  private batchChars = 0;
-  private flushScheduled = false;
-  private readonly flushBatch = (): void => {
-    this.flushScheduled = false;
-    if (this.batch.length === 0) return;
-    const text = this.batch.length === 1 ? this.batch[0] : this.batch.join('');
-    this.batch = [];
-    this.batchChars = 0;
-    // Handed over as bytes: sonic-boom's string mode measures its whole pending string on every
-    // write and encodes it twice (to write it, then to count what was written).
-    (this.destination as unknown as { write(data: Buffer): boolean }).write(Buffer.from(text));
-  };
   private readonly memo = {
     clientIp: new QuoteMemo(),
     method: new QuoteMemo(),
@@ -224,44 +185,30 @@ export class AccessLog {
     userAgent: new QuoteMemo(),
     referer: new QuoteMemo(),
   };
+  /** When a write error was last reported: a failing disk is reported once a minute. */
+  private errorReportedAt = -Infinity;
+  private readonly onWriteError = (err: Error): void => {
+    const now = Date.now();
+    if (this.log === undefined || now - this.errorReportedAt < ERROR_REPORT_MS) return;
+    this.errorReportedAt = now;
+    this.log('error', 'access log write failed; lines are being lost', {
+      output: this.output,
+      error: (err as NodeJS.ErrnoException).code ?? err.message,
+    });
+  };
 
   constructor(config: AccessLogConfig, routes: readonly RouteConfig[], log?: LogFn) {
     this.format = config.format;
     this.output = config.output;
     this.sampleRatio = config.sampleRatio;
     this.log = log;
-    this.destination = this.writeTo(openOutput(config.output));
+    this.sink = this.sinkFor(openOutput(config.output));
     this.setRoutes(routes, config.sampleRatio);
   }
 
-  /** A sonic-boom destination writing to an open file descriptor (which it closes on end). */
-  private writeTo(fd: number): Destination {
-    const destination = (requireLazily('pino') as typeof pino).destination({
-      dest: fd,
-      sync: false,
-      // Lines are gathered into writes of at least WRITE_MIN_BYTES (one syscall for many
-      // requests), and flushed at least every FLUSH_MS when traffic is light. A disk that
-      // cannot keep up makes lines drop past 16 MiB of backlog rather than grow the heap
-      // without bound.
-      contentMode: 'buffer',
-      minLength: WRITE_MIN_BYTES,
-      maxWrite: WRITE_MAX_BYTES,
-      periodicFlush: FLUSH_MS,
-      maxLength: 16 * 1024 * 1024,
-    });
-    // A write error (disk full, file system gone) must not crash the process from inside
-    // sonic-boom's callbacks; it is logged, at most once a minute.
-    let reportedAt = -Infinity;
-    destination.on('error', (err: Error) => {
-      const now = Date.now();
-      if (this.log === undefined || now - reportedAt < ERROR_REPORT_MS) return;
-      reportedAt = now;
-      this.log('error', 'access log write failed; lines are being lost', {
-        output: this.output,
-        error: (err as NodeJS.ErrnoException).code ?? err.message,
-      });
-    });
-    return destination;
+  /** The sink for an open descriptor (1: stdout); it closes a file's descriptor on end. */
+  private sinkFor(fd: number): LineSink {
+    return fd === 1 ? new StdoutLines(this.onWriteError) : new FileLines(fd, this.onWriteError);
   }
 
   /** True when this log can keep running under a new config (same file and format). */
@@ -294,14 +241,7 @@ export class AccessLog {
   }
 
   write(ctx: RequestContext, m: RequestMeasures): void {
-    const line = this.format === 'json' ? this.jsonLine(ctx, m) : this.combinedLine(ctx, m);
-    this.batch.push(line);
-    this.batchChars += line.length;
-    if (this.batchChars >= BATCH_CHARS) this.flushBatch();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushBatch);
-    }
+    this.sink.write(this.format === 'json' ? this.jsonLine(ctx, m) : this.combinedLine(ctx, m));
   }
 
   /**
@@ -353,7 +293,7 @@ export class AccessLog {
   reopen(): void {
     if (this.output === 'stdout') return;
     // Lines of requests that finished before the signal belong to the old file.
-    this.flushBatch();
+    this.sink.flush();
     let fd: number;
     try {
       fd = openOutput(this.output);
@@ -363,9 +303,9 @@ export class AccessLog {
       });
       return;
     }
-    const previous = this.destination;
-    this.destination = this.writeTo(fd);
-    const ending: Promise<void> = endDestination(previous).then(() => {
+    const previous = this.sink;
+    this.sink = this.sinkFor(fd);
+    const ending: Promise<void> = previous.end().then(() => {
       this.retiring = this.retiring.filter((p) => p !== ending);
     });
     this.retiring.push(ending);
@@ -373,23 +313,8 @@ export class AccessLog {
 
   /** Writes out what is buffered and releases the file. */
   async close(): Promise<void> {
-    this.flushBatch();
-    const dest = this.destination;
-    if (this.output === 'stdout') {
-      await new Promise<void>((resolve) => dest.flush(() => resolve()));
-      return;
-    }
-    await Promise.all([endDestination(dest), ...this.retiring]);
+    await Promise.all([this.sink.end(), ...this.retiring]);
   }
-}
-
-/** Ends a file destination: what it holds is written, then its descriptor is closed. */
-function endDestination(dest: Destination): Promise<void> {
-  return new Promise((resolve) => {
-    dest.once('close', () => resolve());
-    dest.once('error', () => resolve());
-    dest.end();
-  });
 }
 
 function round(ms: number): number {
