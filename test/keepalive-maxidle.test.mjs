@@ -1,5 +1,6 @@
 // upstreams[].keepAlive.maxIdle: how many idle keep-alive connections the proxy keeps per server
-// (nginx's `keepalive N`); surplus connections are closed once their response is done.
+// (nginx's `keepalive N`); surplus connections are closed when they are still surplus a second
+// after their response (HAProxy-like gradual purge), so back-to-back bursts reuse them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,6 +51,21 @@ test('surplus idle connections beyond maxIdle are closed, the rest are reused', 
     for (let i = 0; i < 4; i++) assert.equal((await request(proxy.url)).status, 200);
     assert.equal(origin.server.connections, 6);
     assert.equal(await openConnections(origin.server), 2);
+  });
+});
+
+test('a second burst right after the first reuses its surplus connections', async () => {
+  await withProxy('{ maxIdle: 2, idleTimeout: 30s }', async (proxy, origin) => {
+    for (let burst = 0; burst < 3; burst++) {
+      const answers = await Promise.all(Array.from({ length: 6 }, () => request(proxy.url)));
+      assert.deepEqual(
+        answers.map((r) => r.status),
+        [200, 200, 200, 200, 200, 200],
+      );
+    }
+    // Closed at once, the four surplus connections of each burst would be opened again.
+    assert.equal(origin.server.connections, 6);
+    await waitFor(async () => (await openConnections(origin.server)) === 2, 'two kept connections');
   });
 });
 
