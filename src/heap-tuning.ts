@@ -54,8 +54,12 @@ export function relaunchWithHeapFlags(script: string, args: readonly string[]): 
       if (RUNTIME_SETTABLE.has(flag.split('=')[0]!)) setFlagsFromString(flag);
     return;
   }
-  execve(process.execPath, [process.execPath, ...process.execArgv, ...missing, script, ...args], {
-    ...process.env,
-    SWITCHYARD_HEAP_TUNED: '1',
-  });
+  try {
+    execve(process.execPath, [process.execPath, ...process.execArgv, ...missing, script, ...args], {
+      ...process.env,
+      SWITCHYARD_HEAP_TUNED: '1',
+    });
+  } catch {
+    // execve refused (e.g. node's binary not executable by this user): run on as started.
+  }
 }
