@@ -257,7 +257,8 @@ test('X-Forwarded-* headers from an untrusted client are all discarded (-Port an
   assert.equal(seen['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
 });
 
-test('maxBodySize applies to respond and redirect routes: a declared Content-Length past it is 413', async () => {
+/** A proxy with a 1 KiB maxBodySize and one respond (/ping) and one redirect (/old) route. */
+async function startLocalRoutesProxy() {
   const p = await startProxy(`
 listeners: [{ address: "127.0.0.1:0", limits: { maxBodySize: 1KiB } }]
 routes:
@@ -265,6 +266,11 @@ routes:
   - { match: { path: /old }, redirect: { location: "/new", status: 308 } }
 `);
   cleanups.push(p.close);
+  return p;
+}
+
+test('maxBodySize applies to respond and redirect routes: a declared Content-Length past it is 413', async () => {
+  const p = await startLocalRoutesProxy();
   for (const path of ['/ping', '/old']) {
     // Only the head is sent: the answer must come without the body being read.
     const tooLarge = await rawRequest(
@@ -304,13 +310,7 @@ function exchange(port, parts, { timeout = 5000 } = {}) {
 }
 
 test('maxBodySize applies to a chunked body on respond and redirect routes: 413 and the connection closed once it passes', async () => {
-  const p = await startProxy(`
-listeners: [{ address: "127.0.0.1:0", limits: { maxBodySize: 1KiB } }]
-routes:
-  - { match: { path: /ping }, respond: { status: 200, body: "pong\\n" } }
-  - { match: { path: /old }, redirect: { location: "/new", status: 308 } }
-`);
-  cleanups.push(p.close);
+  const p = await startLocalRoutesProxy();
   const chunk = `200\r\n${'x'.repeat(0x200)}\r\n`;
   for (const path of ['/ping', '/old']) {
     const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`;

@@ -16,6 +16,14 @@ async function freePort() {
   return port;
 }
 
+/** A port something else listens on (until the tests end). */
+async function busyPort() {
+  const blocker = net.createServer();
+  await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => blocker.close(r)));
+  return blocker.address().port;
+}
+
 test('reload: listener limits change in place, listeners are added and removed', async () => {
   const origin = await startOrigin((req, res) => {
     req.resume();
@@ -63,10 +71,7 @@ routes: [{ upstream: app }]
 test('reload: a port conflict aborts the reload and changes nothing', async () => {
   const origin = await startOrigin((req, res) => res.end('old'));
   cleanups.push(origin.close);
-  const blocker = net.createServer();
-  await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise((r) => blocker.close(r)));
-  const busy = blocker.address().port;
+  const busy = await busyPort();
   const p = await startProxy(`
 listeners: [{ name: web, address: "127.0.0.1:0" }]
 upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
@@ -85,10 +90,7 @@ routes: [{ respond: { body: "new" } }]
 test('reload: a dropped listener, and one opened by a refused reload, leave the metrics once drained', async () => {
   const origin = await startOrigin((req, res) => res.end('ok'));
   cleanups.push(origin.close);
-  const blocker = net.createServer();
-  await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise((r) => blocker.close(r)));
-  const busy = blocker.address().port;
+  const busy = await busyPort();
   const [a, b, c] = [await freePort(), await freePort(), await freePort()];
   const yaml = (listeners) => `
 listeners:
