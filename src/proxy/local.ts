@@ -36,6 +36,15 @@ async function answerAfterBody(
   answer(ctx);
 }
 
+/** A local route's handler: `answer`, once the request's body is known to fit maxBodySize. */
+function answerWithinBodyLimit(answer: (ctx: RequestContext) => void): Handler {
+  return (ctx: RequestContext) => {
+    if (refuseDeclaredBody(ctx)) return;
+    if (hasUndeclaredBody(ctx.req)) return answerAfterBody(ctx, answer);
+    answer(ctx);
+  };
+}
+
 /** Terminal for `redirect`: the Location is a template, e.g. "https://{host}{uri}". */
 export function createRedirectHandler(location: string, status: number): Handler {
   const template = compileTemplate(location);
@@ -47,11 +56,7 @@ export function createRedirectHandler(location: string, status: number): Handler
       `Redirecting to ${target}\n`,
     );
   };
-  return (ctx: RequestContext) => {
-    if (refuseDeclaredBody(ctx)) return;
-    if (hasUndeclaredBody(ctx.req)) return answerAfterBody(ctx, answer);
-    answer(ctx);
-  };
+  return answerWithinBodyLimit(answer);
 }
 
 /** Terminal for `respond`: a fixed answer; header values may use placeholders. */
@@ -71,9 +76,5 @@ export function createRespondHandler(
     if (!hasType && payload.length > 0) out['content-type'] = 'text/plain; charset=utf-8';
     ctx.respond(status, out, payload);
   };
-  return (ctx: RequestContext) => {
-    if (refuseDeclaredBody(ctx)) return;
-    if (hasUndeclaredBody(ctx.req)) return answerAfterBody(ctx, answer);
-    answer(ctx);
-  };
+  return answerWithinBodyLimit(answer);
 }
