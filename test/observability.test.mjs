@@ -63,6 +63,13 @@ const find = (samples, name, labels = {}) =>
     (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
   );
 
+/** A proxy answering every request itself, with a JSON access log to `output`. */
+const logConfig = (output) => `
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+routes: [{ name: r, respond: { status: 200, body: ok } }]
+accessLog: { format: json, output: ${JSON.stringify(output)} }
+`;
+
 test('JSON access log: one line per request with every field', async () => {
   const dir = tmp();
   const logPath = join(dir, 'access.log');
@@ -656,14 +663,9 @@ accessLog: { format: json, output: ${bad} }
 
     // A running proxy keeps its config (and its log) when a reload names such a path.
     const good = join(dir, 'good.log');
-    const yaml = (output) => `
-listeners: [{ name: web, address: "127.0.0.1:0" }]
-routes: [{ name: r, respond: { status: 200, body: ok } }]
-accessLog: { format: json, output: ${JSON.stringify(output)} }
-`;
-    const proxy = await startProxy(yaml(good));
+    const proxy = await startProxy(logConfig(good));
     try {
-      await assert.rejects(proxy.proxy.reload(configFrom(yaml(bad))), /accessLog\.output/);
+      await assert.rejects(proxy.proxy.reload(configFrom(logConfig(bad))), /accessLog\.output/);
       assert.equal((await request(`${proxy.url}/still-logged`)).status, 200);
     } finally {
       await proxy.close();
@@ -743,28 +745,23 @@ test('a reload to another access log file opens it once and closes the old one; 
   const dir = tmp();
   const first = join(dir, 'first.log');
   const second = join(dir, 'second.log');
-  const yaml = (output) => `
-listeners: [{ name: web, address: "127.0.0.1:0" }]
-routes: [{ name: r, respond: { status: 200, body: ok } }]
-accessLog: { format: json, output: ${JSON.stringify(output)} }
-`;
-  const proxy = await startProxy(yaml(first));
+  const proxy = await startProxy(logConfig(first));
   const opens = countOpens([first, second]);
   try {
     assert.equal(openDescriptors(first) ?? 1, 1);
     assert.equal((await request(`${proxy.url}/one`)).status, 200);
-    await proxy.proxy.reload(configFrom(yaml(second)));
+    await proxy.proxy.reload(configFrom(logConfig(second)));
     // It was opened three times (a check in the reload, one in the log, then sonic-boom's own).
     assert.deepEqual(opens.counts, { [first]: 0, [second]: 1 });
     assert.equal(openDescriptors(first) ?? 0, 0, 'the old file is closed');
     assert.equal(openDescriptors(second) ?? 1, 1);
     assert.equal((await request(`${proxy.url}/two`)).status, 200);
     // A reload that keeps the output opens nothing.
-    await proxy.proxy.reload(configFrom(yaml(second)));
+    await proxy.proxy.reload(configFrom(logConfig(second)));
     assert.deepEqual(opens.counts, { [first]: 0, [second]: 1 });
     // A reload that fails after the file was opened (a port in use) closes it again.
     const third = join(dir, 'third.log');
-    const conflicting = yaml(third).replace(
+    const conflicting = logConfig(third).replace(
       '[{ name: web, address: "127.0.0.1:0" }]',
       `[{ name: web, address: "127.0.0.1:0" }, { name: other, address: "127.0.0.1:${proxy.port}" }]`,
     );
