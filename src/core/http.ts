@@ -39,3 +39,19 @@ export function connectionTokens(value: string | string[] | undefined): Set<stri
   }
   return set;
 }
+
+/**
+ * Implemented by the HTTP/1.1 responses of Switchyard's own connection loop (server/): ends the
+ * response with a head whose fields are already serialized, so a feature that answers the same
+ * stored bytes many times (a cache hit) validates and serializes its fields once, not per
+ * request. `fields` is `name: value\r\n` lines that the caller has checked against RFC 9110's
+ * field syntax, with Content-Length and without Connection; the loop adds the status line and
+ * its own Connection and Keep-Alive fields. Returns false, having written nothing, when the
+ * response cannot take this path (it already has a head, waits behind a pipelined response,
+ * or owes a 100 Continue): the caller then writes the head the usual way.
+ */
+export const endWithSerializedHead = Symbol('switchyard.endWithSerializedHead');
+
+export interface SerializedHeadResponse {
+  [endWithSerializedHead](status: number, fields: string, body: Buffer | undefined): boolean;
+}

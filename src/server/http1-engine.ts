@@ -5,6 +5,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
+import { endWithSerializedHead, type SerializedHeadResponse } from '../core/http.js';
+
 /**
  * Switchyard's HTTP/1.1 server connection loop: node's own llhttp parser (the binding node:http
  * uses, reading straight from the socket's handle) and node's own IncomingMessage and
@@ -80,6 +82,10 @@ interface Outgoing extends http.ServerResponse {
   _keepAliveTimeout: number;
   _expect_continue: boolean;
   _onPendingData: (delta: number) => void;
+  _header: string | null;
+  _headerSent: boolean;
+  _sent100: boolean;
+  finished: boolean;
   [kConnection]: Connection;
 }
 interface EngineSocket extends net.Socket {
@@ -114,6 +120,60 @@ const kNeedDrain = Object.getOwnPropertySymbols(new http.OutgoingMessage()).find
 );
 
 const NOOP = (): void => undefined;
+
+/**
+ * node's ServerResponse plus the serialized-head ending (core/http.ts), as a prototype method so
+ * a response costs nothing more to make.
+ */
+class EngineResponse extends http.ServerResponse implements SerializedHeadResponse {
+  [endWithSerializedHead](status: number, fields: string, body: Buffer | undefined): boolean {
+    return endRaw(this as unknown as Outgoing, status, fields, body);
+  }
+}
+
+/**
+ * What ServerResponse's writeHead and end do for a complete response, minus the work a
+ * serialized head makes redundant: building a header object, validating every name and value,
+ * joining them. The head is node's (status line, the fields, then Connection and Keep-Alive as
+ * _storeHeader writes them), head and body go out in one corked write, and 'finish' follows
+ * the write as it does in node, so the loop and every listener see an ordinary response.
+ */
+function endRaw(res: Outgoing, status: number, fields: string, body: Buffer | undefined): boolean {
+  const conn = res[kConnection];
+  const socket = conn.socket;
+  if (
+    res._header !== null ||
+    socket._httpMessage !== res ||
+    socket.destroyed ||
+    (res._expect_continue && !res._sent100) ||
+    conn.rawPending !== null
+  )
+    return false;
+  let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'unknown'}\r\n${fields}`;
+  if (res.shouldKeepAlive) {
+    const timeout = res._keepAliveTimeout;
+    head +=
+      timeout > 0
+        ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n\r\n`
+        : 'Connection: keep-alive\r\n\r\n';
+  } else {
+    res._last = true;
+    head += 'Connection: close\r\n\r\n';
+  }
+  res.statusCode = status;
+  res._header = head;
+  res._headerSent = true;
+  res.finished = true;
+  conn.rawPending = res;
+  socket.cork();
+  if (body === undefined || body.length === 0) socket.write(head, 'latin1', conn.onRawWritten);
+  else {
+    socket.write(head, 'latin1');
+    socket.write(body, conn.onRawWritten);
+  }
+  socket.uncork();
+  return true;
+}
 
 class ConnResetError extends Error {
   readonly code = 'ECONNRESET';
@@ -154,6 +214,8 @@ class Connection {
    * behind other requests, or the error answer to bad bytes that followed good requests.
    */
   private afterResponses: (() => void) | null = null;
+  /** The response whose serialized-head write (endRaw) has not completed yet. */
+  rawPending: Outgoing | null = null;
 
   constructor(engine: Http1Engine, server: EngineServer, socket: EngineSocket) {
     this.engine = engine;
@@ -182,6 +244,14 @@ class Connection {
       parser.consume(handle);
     }
   }
+
+  /** As node's onFinish for end(): 'finish' once the bytes are with the socket. */
+  readonly onRawWritten = (): void => {
+    const res = this.rawPending;
+    this.rawPending = null;
+    if (res !== null && !(this.socket as net.Socket & { _hadError?: boolean })._hadError)
+      res.emit('finish');
+  };
 
   private readonly onMessageBegin = (): void => {
     this.requestStart = Date.now();
@@ -244,7 +314,7 @@ class Connection {
       }
     }
     const res = new (
-      http.ServerResponse as unknown as new (
+      EngineResponse as unknown as new (
         req: Incoming,
         options: { highWaterMark: number },
       ) => Outgoing

@@ -9,6 +9,7 @@ import {
 } from '../../core/context.js';
 import { errorBody } from '../../core/errors.js';
 import { channels } from '../../core/events.js';
+import { endWithSerializedHead, type SerializedHeadResponse } from '../../core/http.js';
 import type { Filter, FilterDeps, FilterFactory, Handler } from '../../core/filter.js';
 import {
   CacheEngines,
@@ -120,31 +121,57 @@ function appendCacheStatus(existing: string | undefined, ours: string): string {
 }
 
 /**
- * What a plain hit writes, derived once per stored entry (not per hit): the stored headers as a
- * flat `[name, value, ...]` list, the form node's writeHead takes without walking an object,
- * followed by `age`, `cache-status` (the entry's, for a hit) and `x-request-id`, so a hit copies
- * one array of the final size and fills in two values. Kept beside the entry (a WeakMap, so the
- * meta stays plain data for the disk and redis encodings and the template goes with the entry).
+ * What a plain hit writes, derived once per stored entry (not per hit), in two forms:
+ * - `fields`: the stored fields, Content-Length and the entry's Cache-Status serialized as
+ *   `name: value\r\n` lines, checked once here against the field syntax, for responses that
+ *   take a serialized head (core/http.ts: Switchyard's HTTP/1.1 loop); a hit appends Age and
+ *   the request id. null when a stored field would not pass the check (the flat list's
+ *   writeHead then reports it as it always did) or the status carries no body (204).
+ * - `list`: the same as a flat `[name, value, ...]` list, the form node's writeHead takes
+ *   without walking an object, ending with `age`, `cache-status` and `x-request-id`, so a hit
+ *   copies one array of the final size and fills in two values.
+ * Kept beside the entry (a WeakMap, so the meta stays plain data for the disk and redis
+ * encodings and the template goes with the entry).
  */
-const HIT_TEMPLATES = new WeakMap<ResponseMeta, readonly string[]>();
-/** Where serveHit writes the per-hit values into its copy of a template. */
+interface HitTemplate {
+  readonly fields: string | null;
+  readonly list: readonly string[];
+}
+const HIT_TEMPLATES = new WeakMap<ResponseMeta, HitTemplate>();
+/** Where serveHit writes the per-hit values into its copy of a template's list. */
 const AGE_FROM_END = 5;
 const REQUEST_ID_FROM_END = 1;
+/** RFC 9110 §5.1 field names, and the characters a field value may not hold (§5.5). */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE_INVALID = /[^\t\x20-\x7e\x80-\xff]/;
 
-function hitTemplate(meta: ResponseMeta): readonly string[] {
+function hitTemplate(meta: ResponseMeta, bodyLength: number): HitTemplate {
   const known = HIT_TEMPLATES.get(meta);
   if (known !== undefined) return known;
-  const head: string[] = [];
+  const list: string[] = [];
   const src = meta.headers;
   for (const name in src) {
     const v = src[name];
-    if (typeof v === 'string') head.push(name, v);
-    else for (const item of v) head.push(name, item);
+    if (typeof v === 'string') list.push(name, v);
+    else for (const item of v) list.push(name, item);
   }
   const cacheStatus = appendCacheStatus(meta.upstreamCacheStatus, 'switchyard; hit');
-  head.push('age', '0', 'cache-status', cacheStatus, 'x-request-id', '');
-  HIT_TEMPLATES.set(meta, head);
-  return head;
+  let fields: string | null = meta.status === 204 ? null : '';
+  for (let i = 0; fields !== null && i < list.length; i += 2) {
+    const name = list[i]!;
+    const value = list[i + 1]!;
+    if (!FIELD_NAME.test(name) || FIELD_VALUE_INVALID.test(value)) fields = null;
+    else fields += `${name}: ${value}\r\n`;
+  }
+  if (fields !== null) {
+    // node's end(body) adds Content-Length when the stored response had none (it was chunked).
+    if (src['content-length'] === undefined) fields += `content-length: ${bodyLength}\r\n`;
+    fields += `cache-status: ${cacheStatus}\r\n`;
+  }
+  list.push('age', '0', 'cache-status', cacheStatus, 'x-request-id', '');
+  const template = { fields, list };
+  HIT_TEMPLATES.set(meta, template);
+  return template;
 }
 
 /** A head hook for responses the cache forwards without storing. */
@@ -571,15 +598,29 @@ class CacheFilter implements Filter, WriterHost {
       return;
     }
     const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
-    const head = hitTemplate(meta).slice();
+    const template = hitTemplate(meta, body.length);
+    this.emit(ctx, 'hit', false);
+    ctx.status = meta.status;
+    const payload = ctx.method === 'HEAD' || body.length === 0 ? undefined : body;
+    const raw = (out as Partial<SerializedHeadResponse>)[endWithSerializedHead];
+    if (
+      template.fields !== null &&
+      raw !== undefined &&
+      raw.call(
+        out,
+        meta.status,
+        `${template.fields}age: ${age > 0 ? age : 0}\r\nx-request-id: ${ctx.requestId}\r\n`,
+        payload,
+      )
+    )
+      return;
+    const head = template.list.slice();
     const end = head.length;
     if (age > 0) head[end - AGE_FROM_END] = String(age);
     head[end - REQUEST_ID_FROM_END] = ctx.requestId;
-    this.emit(ctx, 'hit', false);
-    ctx.status = meta.status;
     // node's ServerResponse takes a flat [name, value, ...] list (ResponseWriter types an object).
     out.writeHead(meta.status, head as unknown as OutgoingHeaders);
-    out.end(ctx.method === 'HEAD' || body.length === 0 ? undefined : body);
+    out.end(payload);
   }
 
   // ---- WriterHost ---------------------------------------------------------------------------
