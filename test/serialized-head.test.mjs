@@ -237,3 +237,109 @@ routes: [{ upstream: app, cache: true }]
     assert.equal(closed, true);
   });
 });
+
+describe('proxied responses that arrive whole in one read', () => {
+  /** An origin that answers each request head with the bytes `answers[path]` in one write. */
+  async function rawOrigin(answers) {
+    const server = net.createServer((socket) => {
+      let pending = '';
+      socket.on('data', async (data) => {
+        pending += data.toString('latin1');
+        let end;
+        while ((end = pending.indexOf('\r\n\r\n')) !== -1) {
+          const head = pending.slice(0, end);
+          pending = pending.slice(end + 4);
+          const path = head.split(' ')[1];
+          const answer = answers[path];
+          if (typeof answer === 'function') await answer(socket);
+          else socket.write(answer ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const p = await startProxy(`
+listeners: [{ address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "http://127.0.0.1:${server.address().port}" }] } }
+routes: [{ upstream: app }]
+`);
+    cleanups.push(p.close);
+    return p;
+  }
+
+  const fieldsOf = (text) =>
+    text
+      .slice(0, text.indexOf('\r\n\r\n'))
+      .split('\r\n')
+      .slice(1)
+      .map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 2)]);
+
+  test('a chunked answer leaves with Content-Length; hop-by-hop, Server and the upstream request id are dropped; Date is added', async () => {
+    const p = await rawOrigin({
+      '/chunked':
+        'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n' +
+        'Keep-Alive: timeout=9\r\nServer: secret/1.0\r\nX-Request-Id: from-upstream\r\nX-Kept: yes\r\n\r\n' +
+        '6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n',
+    });
+    const { text } = await exchange(p.port, 'GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n', (t) =>
+      t.endsWith('hello world'),
+    );
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    const fields = fieldsOf(text);
+    const field = (n) => fields.filter(([k]) => k === n).map(([, v]) => v);
+    assert.deepEqual(field('content-length'), ['11']);
+    assert.deepEqual(field('transfer-encoding'), []);
+    assert.deepEqual(field('server'), []);
+    assert.deepEqual(field('x-kept'), ['yes']);
+    assert.deepEqual(field('content-type'), ['text/plain']);
+    assert.deepEqual(field('keep-alive'), ['timeout=5']);
+    assert.deepEqual(field('connection'), ['keep-alive']);
+    assert.equal(field('date').length, 1);
+    assert.ok(Math.abs(Date.parse(field('date')[0]) - Date.now()) < 5000);
+    assert.equal(field('x-request-id').length, 1);
+    assert.match(field('x-request-id')[0], /^[0-9a-f-]{36}$/);
+    assert.ok(text.endsWith('\r\n\r\nhello world'));
+  });
+
+  test('fields named by Connection are still removed; an HTTP/1.0 client gets Connection: close', async () => {
+    const p = await rawOrigin({
+      '/named':
+        'HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 2\r\n\r\nok',
+      '/plain':
+        'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\nfine',
+    });
+    const named = await exchange(p.port, 'GET /named HTTP/1.1\r\nHost: x\r\n\r\n', (t) =>
+      t.endsWith('ok'),
+    );
+    assert.doesNotMatch(named.text, /x-secret/i);
+    assert.match(named.text, /content-length: 2\r\n/);
+    const old = await exchange(p.port, 'GET /plain HTTP/1.0\r\nHost: x\r\n\r\n');
+    assert.equal(old.closed, true);
+    const fields = fieldsOf(old.text);
+    assert.deepEqual(
+      fields.filter(([k]) => k === 'date' || k === 'connection').map(([, v]) => v),
+      ['Sun, 06 Nov 1994 08:49:37 GMT', 'close'],
+    );
+    assert.ok(old.text.endsWith('\r\n\r\nfine'));
+  });
+
+  test('a head whose body is still coming is written at the end of its read, not held for the body', async () => {
+    let release;
+    const rest = new Promise((resolve) => (release = resolve));
+    const p = await rawOrigin({
+      '/slow': async (socket) => {
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst');
+        await rest;
+        socket.write('-last');
+      },
+    });
+    const early = exchange(p.port, 'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n', (t) =>
+      t.endsWith('first'),
+    );
+    const { text } = await early;
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*content-length: 10\r\n[\s\S]*\r\n\r\nfirst$/);
+    release();
+  });
+});

@@ -55,3 +55,16 @@ export const endWithSerializedHead = Symbol('switchyard.endWithSerializedHead');
 export interface SerializedHeadResponse {
   [endWithSerializedHead](status: number, fields: string, body: Buffer | undefined): boolean;
 }
+
+let dateSecond = -1;
+let dateText = '';
+
+/** An IMF-fixdate for the Date field (RFC 9110 §5.6.7), made once a second as node:http does. */
+export function httpDate(now: number = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}

@@ -4,15 +4,18 @@ import { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/events.js';
 import type { RequestContext } from '../core/context.js';
+import { endWithSerializedHead, type SerializedHeadResponse } from '../core/http.js';
 import { errorBody, ProxyError, type ErrorCode } from '../core/errors.js';
 import type { Handler } from '../core/filter.js';
 import type { Template } from '../core/template.js';
 import type { UpstreamGroup } from '../upstream/group.js';
 import { BodyTooLargeError, limitBody } from './body-limit.js';
 import type { Host } from '../upstream/host.js';
+import { H1Pool, ZERO_COPY_MIN_BYTES } from '../upstream/h1/index.js';
 import {
   buildClientResponseHeaders,
   buildUpstreamRequestHeaders,
+  serializeClientResponseFields,
   type CompiledHeaderOps,
 } from './headers.js';
 
@@ -199,6 +202,18 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.attemptsLeft = 0;
     this.onError(new UpstreamConnectTimeoutError());
   };
+  /**
+   * A response head held back until the end of the upstream read it came in (onReadDone), with
+   * the small body chunks that followed it in that read. When the response ends in the same read
+   * (most small responses), head and body leave in one serialized write (endWithSerializedHead:
+   * no header object, no header checks, one corked write); otherwise the head is written the
+   * usual way at the end of the read. Only on Switchyard's own upstream connections, which say
+   * when a read is over, and for plain HTTP/1.1 responses no filter watches.
+   */
+  private deferredStatus = 0;
+  private deferredRaw: Buffer[] | null = null;
+  private deferredBody: Buffer[] | null = null;
+  private deferredBytes = 0;
   /** A gRPC trailers-only head held back until we know whether a body follows (see onHeaders). */
   private heldHead: { status: number; headers: Record<string, string | string[]> } | null = null;
   private readonly onDrain = () => {
@@ -432,19 +447,83 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.responseStarted = true;
     ctx.upstreamHeadersTime = performance.now();
     this.clearSendTimer();
+    this.resume = resume;
+    if (
+      group.sticky === null &&
+      status !== 204 &&
+      status !== 304 &&
+      ctx.responseHeadHooks === null &&
+      ctx.res === ctx.clientResponse &&
+      ctx.method !== 'HEAD' &&
+      (ctx.res as Partial<SerializedHeadResponse>)[endWithSerializedHead] !== undefined &&
+      this.host.pool instanceof H1Pool
+    ) {
+      this.deferredStatus = status;
+      this.deferredRaw = rawHeaders;
+      return true;
+    }
+    this.writeResponseHead(status, rawHeaders);
+    return true;
+  }
+
+  private writeResponseHead(status: number, rawHeaders: Buffer[]): void {
+    const ctx = this.ctx;
+    const group = this.group;
     const headers = buildClientResponseHeaders(ctx, rawHeaders, this.host);
     if (group.sticky !== null) group.sticky.pin(ctx, this.host, headers);
-    this.resume = resume;
     if (ctx.req.httpVersionMajor === 2 && headers['grpc-status'] !== undefined) {
       // A gRPC "trailers-only" response (an error status and no message) is one HEADERS frame
       // with END_STREAM: grpc-status in the head. Written now, the head would go out without
       // END_STREAM and clients would take it as initial metadata followed by no status; so it
       // waits for the upstream's end and leaves together with it.
       this.heldHead = { status, headers: headers as Record<string, string | string[]> };
-      return true;
+      return;
     }
     ctx.writeHead(status, headers);
-    return true;
+  }
+
+  /** The read that brought a deferred head is over: the head (and its chunk) go out now. */
+  onReadDone(): void {
+    if (this.deferredRaw !== null && !this.done) this.flushDeferred();
+  }
+
+  private flushDeferred(): boolean {
+    const raw = this.deferredRaw!;
+    const body = this.deferredBody;
+    this.deferredRaw = null;
+    this.deferredBody = null;
+    this.deferredBytes = 0;
+    this.writeResponseHead(this.deferredStatus, raw);
+    if (body === null) return true;
+    // At the end of the response (done) the chunks only have to be written; mid-way they go
+    // through onData for its backpressure.
+    let more = true;
+    for (const chunk of body) more = this.done ? this.ctx.res.write(chunk) : this.onData(chunk);
+    return more;
+  }
+
+  /** The whole response came in one read: one serialized write, or the usual way if declined. */
+  private endDeferred(trailers: string[] | Buffer[] | null): boolean {
+    const ctx = this.ctx;
+    const chunks = this.deferredBody;
+    const fields =
+      trailers === null || trailers.length === 0
+        ? serializeClientResponseFields(ctx, this.deferredRaw!, this.host, this.deferredBytes)
+        : null;
+    if (fields !== null) {
+      const res = ctx.res as unknown as SerializedHeadResponse;
+      const body =
+        chunks === null ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      if (res[endWithSerializedHead](this.deferredStatus, fields, body)) {
+        this.deferredRaw = null;
+        this.deferredBody = null;
+        this.deferredBytes = 0;
+        ctx.status = this.deferredStatus;
+        return true;
+      }
+    }
+    this.flushDeferred();
+    return false;
   }
 
   /** Writes a held gRPC head; with `end`, as a single HEADERS frame that ends the stream. */
@@ -491,6 +570,18 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.done) return false;
+    if (this.deferredRaw !== null) {
+      // Small chunks are the connection's copies and may be kept; a large one is its read
+      // buffer, which must be let go of (chunkReleased) for the next read to reuse it.
+      const bytes = this.deferredBytes + chunk.length;
+      if (chunk.length < ZERO_COPY_MIN_BYTES && bytes <= ZERO_COPY_MIN_BYTES) {
+        (this.deferredBody ??= []).push(chunk);
+        this.deferredBytes = bytes;
+        return true;
+      }
+      // Past that: the response streams the usual way.
+      this.flushDeferred();
+    }
     if (firstLargeBody !== null && chunk.length >= LARGE_CHUNK) {
       const hook = firstLargeBody;
       firstLargeBody = null;
@@ -516,6 +607,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   chunkReleased(): boolean {
     const ctx = this.ctx;
     const res = ctx.res;
+    if (this.deferredBody !== null) return false;
     if (res !== ctx.clientResponse || !(res instanceof ServerResponse)) return false;
     const socket = res.socket as (Socket & { _handle?: { writeQueueSize?: number } }) | null;
     if (socket === null || socket instanceof TLSSocket) return false;
@@ -528,6 +620,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   onComplete(trailers: string[] | Buffer[] | null): void {
     if (this.done) return;
     this.finish();
+    if (this.deferredRaw !== null && this.endDeferred(trailers)) return;
     const res = this.ctx.res;
     if (this.heldHead !== null) {
       const empty =

@@ -1,6 +1,6 @@
 import type { OutgoingHeaders, RequestContext } from '../core/context.js';
 import type { Template } from '../core/template.js';
-import { connectionTokens, isHopByHop } from '../core/http.js';
+import { connectionTokens, httpDate, isHopByHop } from '../core/http.js';
 
 export interface CompiledHeaderOps {
   /** Lowercased names whose incoming values are dropped (remove + set). */
@@ -148,6 +148,44 @@ export function buildClientResponseHeaders(
   }
   if (tokens !== null) for (const name of tokens) delete headers[name];
   return headers;
+}
+
+/**
+ * The same fields as buildClientResponseHeaders, serialized as `name: value\r\n` lines for a
+ * response ended with a serialized head (core/http.ts), for a complete body of `bodyLength`
+ * bytes: Content-Length is added when the upstream framed the body otherwise, Date when the
+ * upstream sent none (node's writeHead would add both), X-Request-Id is the request's. The
+ * values come from Switchyard's HTTP/1.1 response parser, which admits only valid field
+ * syntax. null when a Connection field names other fields to drop (rare; the object form
+ * handles it).
+ */
+export function serializeClientResponseFields(
+  ctx: RequestContext,
+  raw: Buffer[],
+  rewrite: ResponseRewrite,
+  bodyLength: number,
+): string | null {
+  let fields = '';
+  let hasLength = false;
+  let hasDate = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toString('latin1').toLowerCase();
+    if (lower === 'connection') {
+      if (connectionTokens(raw[i + 1].toString('latin1')) !== null) return null;
+      continue;
+    }
+    if (isHopByHop(lower) || STRIPPED_RESPONSE_HEADERS.has(lower) || lower === 'x-request-id')
+      continue;
+    let value = raw[i + 1].toString('latin1');
+    if (lower === 'content-length') hasLength = true;
+    else if (lower === 'date') hasDate = true;
+    else if (lower === 'location') value = rewriteLocation(ctx, value, rewrite);
+    else if (lower === 'set-cookie') value = rewriteCookieDomain(ctx, value, rewrite);
+    fields += `${lower}: ${value}\r\n`;
+  }
+  if (!hasLength) fields += `content-length: ${bodyLength}\r\n`;
+  if (!hasDate) fields += `date: ${httpDate()}\r\n`;
+  return `${fields}x-request-id: ${ctx.requestId}\r\n`;
 }
 
 function rewriteLocation(ctx: RequestContext, location: string, rewrite: ResponseRewrite): string {

@@ -33,6 +33,12 @@ export interface H1DispatchHandler {
    */
   chunkReleased?(): boolean;
   onComplete?(trailers: Buffer[] | null): void;
+  /**
+   * After each read the parser went through: what the callbacks above delivered from it is all
+   * there is for now. A handler may hold back work until then (forward.ts keeps a response head
+   * back to see whether the whole response came in the same read).
+   */
+  onReadDone?(): void;
   onError?(err: Error): void;
   onBodySent?(chunk: unknown): void;
   onUpgrade?(status: number, rawHeaders: Buffer[], socket: net.Socket): void;
@@ -157,8 +163,11 @@ const EMPTY: Buffer[] = [];
  */
 const READ_BUFFER_START_BYTES = 4 * 1024;
 const READ_BUFFER_BYTES = 64 * 1024;
-/** Body pieces below this are copied out of the read buffer rather than handed over in place. */
-const ZERO_COPY_MIN_BYTES = 16 * 1024;
+/**
+ * Body pieces below this are copied out of the read buffer rather than handed over in place (so
+ * a handler may keep them past the read; forward.ts relies on that).
+ */
+export const ZERO_COPY_MIN_BYTES = 16 * 1024;
 
 /**
  * One keep-alive HTTP/1.1 connection carrying one request at a time (no pipelining). It owns
@@ -565,6 +574,12 @@ export class Connection implements Expiring, ParserOwner {
     } catch (err) {
       if (this.req === req) this.failRequest(req, err as Error);
       else this.destroy();
+    }
+    // The request may have completed (and the connection moved on) during this read.
+    try {
+      req.handler.onReadDone?.();
+    } catch (err) {
+      if (this.req === req) this.failRequest(req, err as Error);
     }
   };
 

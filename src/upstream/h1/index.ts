@@ -4,7 +4,7 @@
  * that proxy/forward.ts and proxy/upgrade.ts use. See docs/performance.md for why and how much.
  */
 export { H1Pool, type H1PoolOptions, type H1DispatchOptions } from './pool.js';
-export type { H1DispatchHandler } from './connection.js';
+export { ZERO_COPY_MIN_BYTES, type H1DispatchHandler } from './connection.js';
 export { H1ClientError, ResponseParseError } from './common.js';
 
 /**
