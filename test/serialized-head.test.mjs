@@ -325,6 +325,22 @@ routes: [{ upstream: app }]
     assert.ok(old.text.endsWith('\r\n\r\nfine'));
   });
 
+  test('a body that breaks in the read its head came in gets a 502, not a cut 200; the proxy serves on', async () => {
+    const p = await rawOrigin({
+      '/broken': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n',
+      '/fine': 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine',
+    });
+    const { text } = await exchange(p.port, 'GET /broken HTTP/1.1\r\nHost: x\r\n\r\n', (t) =>
+      /\r\n\r\n[\s\S]+/.test(t),
+    );
+    assert.match(text, /^HTTP\/1\.1 502 /);
+    assert.doesNotMatch(text, /hello/);
+    const after = await exchange(p.port, 'GET /fine HTTP/1.1\r\nHost: x\r\n\r\n', (t) =>
+      t.endsWith('fine'),
+    );
+    assert.match(after.text, /^HTTP\/1\.1 200 OK\r\n/);
+  });
+
   test('a head whose body is still coming is written at the end of its read, not held for the body', async () => {
     let release;
     const rest = new Promise((resolve) => (release = resolve));
