@@ -9,7 +9,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { H1Pool } from '../dist/upstream/h1/index.js';
-import { ResponseParser } from '../dist/upstream/h1/parser.js';
+import { ResponseParser, lowerFieldName } from '../dist/upstream/h1/parser.js';
 
 const cleanups = [];
 after(async () => {
@@ -238,6 +238,40 @@ function parseInPieces(text, step, { noBody = false } = {}) {
   for (let i = 0; i < bytes.length; i += step) parser.execute(bytes.subarray(i, i + step));
   return { out, parser };
 }
+
+describe('field names', () => {
+  test('keep their spelling whether the parser knows them or not, split at every byte boundary', () => {
+    const head =
+      'HTTP/1.1 200 OK\r\nContent-Type: a\r\ncontent-type: b\r\nCONTENT-TYPE: c\r\n' +
+      'Content-Typo: d\r\nETag: "e"\r\nDate: f\r\nX-Own: g\r\nContent-Length: 0\r\n\r\n';
+    for (const step of [1, 5, 1000]) {
+      const { out } = parseInPieces(head, step);
+      const names = out.heads[0].headers.filter((_, i) => i % 2 === 0);
+      assert.deepEqual(names, [
+        'Content-Type',
+        'content-type',
+        'CONTENT-TYPE',
+        'Content-Typo',
+        'ETag',
+        'Date',
+        'X-Own',
+        'Content-Length',
+      ]);
+    }
+  });
+
+  test('lowerFieldName lowercases known and unknown names alike', () => {
+    for (const name of [
+      'Content-Type',
+      'content-type',
+      'CONTENT-TYPE',
+      'ETag',
+      'X-Own',
+      'Set-Cookie',
+    ])
+      assert.equal(lowerFieldName(name), name.toLowerCase());
+  });
+});
 
 describe('framing', () => {
   const chunked =

@@ -1,6 +1,7 @@
 import type { OutgoingHeaders, RequestContext } from '../core/context.js';
 import type { Template } from '../core/template.js';
 import { connectionTokens, httpDate, isHopByHop } from '../core/http.js';
+import { lowerFieldName } from '../upstream/h1/index.js';
 
 export interface CompiledHeaderOps {
   /** Lowercased names whose incoming values are dropped (remove + set). */
@@ -132,7 +133,7 @@ export function buildClientResponseHeaders(
   const headers: OutgoingHeaders = {};
   let tokens: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i].toString('latin1').toLowerCase();
+    const lower = lowerFieldName(raw[i].toString('latin1'));
     if (lower === 'connection') {
       tokens = connectionTokens(raw[i + 1].toString('latin1'));
       continue;
@@ -169,7 +170,7 @@ export function serializeClientResponseFields(
   let hasLength = false;
   let hasDate = false;
   for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i].toString('latin1').toLowerCase();
+    const lower = lowerFieldName(raw[i].toString('latin1'));
     if (lower === 'connection') {
       if (connectionTokens(raw[i + 1].toString('latin1')) !== null) return null;
       continue;

@@ -6,6 +6,7 @@
 export { H1Pool, type H1PoolOptions, type H1DispatchOptions } from './pool.js';
 export { ZERO_COPY_MIN_BYTES, type H1DispatchHandler } from './connection.js';
 export { H1ClientError, ResponseParseError } from './common.js';
+export { lowerFieldName } from './parser.js';
 
 /**
  * The module-level switch, read once at start: plain http1 upstreams use this client unless

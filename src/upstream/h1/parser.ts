@@ -73,6 +73,70 @@ function fail(code: string, message: string): never {
 const latin1 = (buf: Buffer, start: number, end: number): string =>
   (buf as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(start, end);
 
+/**
+ * Field names most responses carry, in the two spellings servers use. A name whose bytes are one
+ * of these becomes that constant string instead of a new one sliced from the read: no native
+ * call and no allocation per field, and the constant's hash and lowercase form (lowerFieldName)
+ * are computed once instead of for every response.
+ */
+const KNOWN_FIELD_NAMES = [
+  'Accept-Ranges',
+  'Access-Control-Allow-Origin',
+  'Age',
+  'Cache-Control',
+  'Connection',
+  'Content-Encoding',
+  'Content-Language',
+  'Content-Length',
+  'Content-Range',
+  'Content-Security-Policy',
+  'Content-Type',
+  'Date',
+  'ETag',
+  'Expires',
+  'Keep-Alive',
+  'Last-Modified',
+  'Link',
+  'Location',
+  'Pragma',
+  'Referrer-Policy',
+  'Server',
+  'Set-Cookie',
+  'Strict-Transport-Security',
+  'Transfer-Encoding',
+  'Vary',
+  'Via',
+  'X-Content-Type-Options',
+  'X-Frame-Options',
+  'X-Powered-By',
+];
+const KNOWN_BY_LENGTH: Array<Array<{ bytes: Uint8Array; name: string }>> = [];
+const LOWER_FIELD_NAMES = new Map<string, string>();
+for (const canonical of KNOWN_FIELD_NAMES) {
+  const lower = canonical.toLowerCase();
+  for (const name of new Set([canonical, lower])) {
+    (KNOWN_BY_LENGTH[name.length] ??= []).push({ bytes: Buffer.from(name, 'latin1'), name });
+    LOWER_FIELD_NAMES.set(name, lower);
+  }
+}
+
+/** The known name spelled by buf[start, end), or undefined. */
+function knownFieldName(buf: Buffer, start: number, end: number): string | undefined {
+  const candidates = KNOWN_BY_LENGTH[end - start];
+  if (candidates === undefined) return undefined;
+  next: for (const known of candidates) {
+    const bytes = known.bytes;
+    for (let i = 0; i < bytes.length; i++) if (buf[start + i] !== bytes[i]) continue next;
+    return known.name;
+  }
+  return undefined;
+}
+
+/** `name.toLowerCase()`, from a table for the names the parser knows. */
+export function lowerFieldName(name: string): string {
+  return LOWER_FIELD_NAMES.get(name) ?? name.toLowerCase();
+}
+
 export class ResponseParser {
   private readonly owner: ParserOwner;
   private state = S_HEAD;
@@ -513,13 +577,13 @@ function scanFields(
     }
     if (buf[p + 1] !== LF) fail('HPE_LF_EXPECTED', 'missing LF after a header field');
     p += 2;
-    const name = latin1(buf, nameStart, nameEnd);
+    const name = knownFieldName(buf, nameStart, nameEnd) ?? latin1(buf, nameStart, nameEnd);
     const value = valueEnd > valueStart ? latin1(buf, valueStart, valueEnd) : '';
     out.push(name, value);
     if (framing !== null) {
       const length = nameEnd - nameStart;
       if (length === 14 || length === 17 || length === 10)
-        framing.onFramingField(name.toLowerCase(), value);
+        framing.onFramingField(lowerFieldName(name), value);
     }
   }
 }
