@@ -325,6 +325,35 @@ routes: [{ upstream: app }]
     assert.ok(old.text.endsWith('\r\n\r\nfine'));
   });
 
+  test('an answer spread over several reads arrives whole, with its own framing, whatever the split', async () => {
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 15));
+    const answers = {
+      length: 'HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello, world',
+      chunked:
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n',
+    };
+    const routes = {};
+    for (const [kind, bytes] of Object.entries(answers))
+      for (const cut of [10, 30, 45, 52, bytes.length - 3])
+        routes[`/${kind}-${cut}`] = async (socket) => {
+          socket.write(bytes.slice(0, cut));
+          await pause();
+          socket.write(bytes.slice(cut));
+        };
+    const p = await rawOrigin(routes);
+    for (const path of Object.keys(routes)) {
+      const { text } = await exchange(p.port, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`, (t) =>
+        /hello, world$|\r\n0\r\n\r\n$/.test(t),
+      );
+      assert.match(text, /^HTTP\/1\.1 200 OK\r\n/, path);
+      const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+      const decoded = /transfer-encoding: chunked/i.test(text)
+        ? body.replace(/(?:^|\r\n)[0-9a-f]+\r\n/g, '').replace(/\r\n$/, '')
+        : body;
+      assert.equal(decoded, 'hello, world', `${path}: ${JSON.stringify(text)}`);
+    }
+  });
+
   test('a body that breaks in the read its head came in gets a 502, not a cut 200; the proxy serves on', async () => {
     const p = await rawOrigin({
       '/broken': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n',
