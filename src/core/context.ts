@@ -81,13 +81,17 @@ export class RequestContext {
   retries = 0;
   /** How the cache served the request ('hit', 'miss', 'stale', ...); '' when not cached. */
   cacheStatus = '';
-  /** W3C trace context, set by tracing at request start: '' / null when tracing is off. */
-  traceId = '';
-  spanId = '';
-  parentSpanId = '';
-  traceSampled = false;
-  /** The `traceparent` sent upstream in place of the client's; null leaves the client's as is. */
-  traceparent: string | null = null;
+  /**
+   * Makes the trace fields below on their first read; tracing sets it at request start. A
+   * request whose trace context nobody reads (a cache hit without an access log, say) never
+   * pays for random ids and their formatting.
+   */
+  traceInit: ((ctx: RequestContext) => void) | null = null;
+  private traceIdValue = '';
+  private spanIdValue = '';
+  private parentSpanIdValue = '';
+  private traceSampledValue = false;
+  private traceparentValue: string | null = null;
   responseHeadHooks: ResponseHeadHook[] | null = null;
   /** Custom error pages (HTML) by status, from the config's `errorPages`; null when none. */
   errorPages: ReadonlyMap<number, Buffer> | null = null;
@@ -135,6 +139,50 @@ export class RequestContext {
     this.clientIp = clientIp;
     this.requestId = requestId;
     this.startTime = performance.now();
+  }
+
+  /** W3C trace context (see traceInit): '' / null when tracing is off. */
+  get traceId(): string {
+    if (this.traceInit !== null) this.initTrace();
+    return this.traceIdValue;
+  }
+  set traceId(value: string) {
+    this.traceIdValue = value;
+  }
+  get spanId(): string {
+    if (this.traceInit !== null) this.initTrace();
+    return this.spanIdValue;
+  }
+  set spanId(value: string) {
+    this.spanIdValue = value;
+  }
+  get parentSpanId(): string {
+    if (this.traceInit !== null) this.initTrace();
+    return this.parentSpanIdValue;
+  }
+  set parentSpanId(value: string) {
+    this.parentSpanIdValue = value;
+  }
+  get traceSampled(): boolean {
+    if (this.traceInit !== null) this.initTrace();
+    return this.traceSampledValue;
+  }
+  set traceSampled(value: boolean) {
+    this.traceSampledValue = value;
+  }
+  /** The `traceparent` sent upstream in place of the client's; null leaves the client's as is. */
+  get traceparent(): string | null {
+    if (this.traceInit !== null) this.initTrace();
+    return this.traceparentValue;
+  }
+  set traceparent(value: string | null) {
+    this.traceparentValue = value;
+  }
+
+  private initTrace(): void {
+    const init = this.traceInit!;
+    this.traceInit = null;
+    init(this);
   }
 
   get scheme(): 'http' | 'https' {

@@ -242,8 +242,15 @@ export class Tracing {
       : null;
   }
 
-  /** Called at request start: fills the context's trace fields and the upstream traceparent. */
+  /**
+   * Called at request start: the context's trace fields and upstream traceparent are filled in
+   * when first read (RequestContext.traceInit).
+   */
   start(ctx: RequestContext): void {
+    ctx.traceInit = this.fill;
+  }
+
+  private readonly fill = (ctx: RequestContext): void => {
     const incoming = ctx.req.headers.traceparent;
     const parent = typeof incoming === 'string' ? parseTraceparent(incoming) : undefined;
     let sampled: boolean;
@@ -263,7 +270,7 @@ export class Tracing {
     ctx.spanId = spanId;
     ctx.traceSampled = sampled;
     ctx.traceparent = `00-${ctx.traceId}-${spanId}-${sampled ? '01' : '00'}`;
-  }
+  };
 
   /** Called at request end with the final status. */
   end(ctx: RequestContext, status: number, durationMs: number): void {
