@@ -80,6 +80,26 @@ describe('the HTTP/1.1 loop', () => {
     assert.deepEqual(events, [true, 'finish', 'close']);
   });
 
+  test('a lead of bytes (status line and first fields) goes first, then the rest of the head and the body', async () => {
+    const port = await engineServer((req, res) => {
+      const lead = Buffer.from('HTTP/1.1 200 OK\r\nx-first: 1\r\n', 'latin1');
+      assert.equal(
+        res[endWithSerializedHead](200, 'content-length: 2\r\n', Buffer.from('ok'), lead),
+        true,
+      );
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headersSent, true);
+    });
+    const { text } = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', (t) =>
+      t.endsWith('ok'),
+    );
+    assert.equal(
+      text,
+      'HTTP/1.1 200 OK\r\nx-first: 1\r\ncontent-length: 2\r\n' +
+        'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nok',
+    );
+  });
+
   test('a client without keep-alive gets Connection: close and the connection ends', async () => {
     const port = await engineServer((req, res) => {
       res[endWithSerializedHead](200, 'content-length: 2\r\n', Buffer.from('ok'));

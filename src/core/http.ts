@@ -53,7 +53,17 @@ export function connectionTokens(value: string | string[] | undefined): Set<stri
 export const endWithSerializedHead = Symbol('switchyard.endWithSerializedHead');
 
 export interface SerializedHeadResponse {
-  [endWithSerializedHead](status: number, fields: string, body: Buffer | undefined): boolean;
+  /**
+   * `lead`, when given, is the start of the head already encoded: the status line (for
+   * `status`) and the fields that come first, `\r\n`-terminated; `fields` then holds only the
+   * rest. A response answered many times with the same start (a cache hit) keeps it as bytes.
+   */
+  [endWithSerializedHead](
+    status: number,
+    fields: string,
+    body: Buffer | undefined,
+    lead?: Buffer,
+  ): boolean;
 }
 
 let dateSecond = -1;

@@ -126,8 +126,13 @@ const NOOP = (): void => undefined;
  * a response costs nothing more to make.
  */
 class EngineResponse extends http.ServerResponse implements SerializedHeadResponse {
-  [endWithSerializedHead](status: number, fields: string, body: Buffer | undefined): boolean {
-    return endRaw(this as unknown as Outgoing, status, fields, body);
+  [endWithSerializedHead](
+    status: number,
+    fields: string,
+    body: Buffer | undefined,
+    lead?: Buffer,
+  ): boolean {
+    return endRaw(this as unknown as Outgoing, status, fields, body, lead);
   }
 }
 
@@ -138,7 +143,13 @@ class EngineResponse extends http.ServerResponse implements SerializedHeadRespon
  * _storeHeader writes them), head and body go out in one corked write, and 'finish' follows
  * the write as it does in node, so the loop and every listener see an ordinary response.
  */
-function endRaw(res: Outgoing, status: number, fields: string, body: Buffer | undefined): boolean {
+function endRaw(
+  res: Outgoing,
+  status: number,
+  fields: string,
+  body: Buffer | undefined,
+  lead: Buffer | undefined,
+): boolean {
   const conn = res[kConnection];
   const socket = conn.socket;
   if (
@@ -149,7 +160,11 @@ function endRaw(res: Outgoing, status: number, fields: string, body: Buffer | un
     conn.rawPending !== null
   )
     return false;
-  let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'unknown'}\r\n${fields}`;
+  // With a lead, `head` is only the rest of the head (node reads _header as a flag here).
+  let head =
+    lead === undefined
+      ? `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'unknown'}\r\n${fields}`
+      : fields;
   if (res.shouldKeepAlive) {
     const timeout = res._keepAliveTimeout;
     head +=
@@ -166,6 +181,7 @@ function endRaw(res: Outgoing, status: number, fields: string, body: Buffer | un
   res.finished = true;
   conn.rawPending = res;
   socket.cork();
+  if (lead !== undefined) socket.write(lead);
   if (body === undefined || body.length === 0) socket.write(head, 'latin1', conn.onRawWritten);
   else {
     socket.write(head, 'latin1');

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { parseDuration, parseSize } from '../../config/units.js';
 import {
   RequestContext,
@@ -122,11 +123,11 @@ function appendCacheStatus(existing: string | undefined, ours: string): string {
 
 /**
  * What a plain hit writes, derived once per stored entry (not per hit), in two forms:
- * - `fields`: the stored fields, Content-Length and the entry's Cache-Status serialized as
- *   `name: value\r\n` lines, checked once here against the field syntax, for responses that
- *   take a serialized head (core/http.ts: Switchyard's HTTP/1.1 loop); a hit appends Age and
- *   the request id. null when a stored field would not pass the check (the flat list's
- *   writeHead then reports it as it always did) or the status carries no body (204).
+ * - `lead`: the status line, the stored fields, Content-Length and the entry's Cache-Status,
+ *   encoded as the head's bytes, for responses that take a serialized head (core/http.ts:
+ *   Switchyard's HTTP/1.1 loop); the fields are checked against the field syntax once, here. A
+ *   hit adds Age and the request id. null when a stored field would not pass the check (the
+ *   flat list's writeHead then reports it as it always did) or the status carries no body (204).
  * - `list`: the same as a flat `[name, value, ...]` list, the form node's writeHead takes
  *   without walking an object, ending with `age`, `cache-status` and `x-request-id`, so a hit
  *   copies one array of the final size and fills in two values.
@@ -134,7 +135,7 @@ function appendCacheStatus(existing: string | undefined, ours: string): string {
  * encodings and the template goes with the entry).
  */
 interface HitTemplate {
-  readonly fields: string | null;
+  readonly lead: Buffer | null;
   readonly list: readonly string[];
 }
 const HIT_TEMPLATES = new WeakMap<ResponseMeta, HitTemplate>();
@@ -169,7 +170,14 @@ function hitTemplate(meta: ResponseMeta, bodyLength: number): HitTemplate {
     fields += `cache-status: ${cacheStatus}\r\n`;
   }
   list.push('age', '0', 'cache-status', cacheStatus, 'x-request-id', '');
-  const template = { fields, list };
+  const lead =
+    fields === null
+      ? null
+      : Buffer.from(
+          `HTTP/1.1 ${meta.status} ${STATUS_CODES[meta.status] ?? 'unknown'}\r\n${fields}`,
+          'latin1',
+        );
+  const template = { lead, list };
   HIT_TEMPLATES.set(meta, template);
   return template;
 }
@@ -604,13 +612,14 @@ class CacheFilter implements Filter, WriterHost {
     const payload = ctx.method === 'HEAD' || body.length === 0 ? undefined : body;
     const raw = (out as Partial<SerializedHeadResponse>)[endWithSerializedHead];
     if (
-      template.fields !== null &&
+      template.lead !== null &&
       raw !== undefined &&
       raw.call(
         out,
         meta.status,
-        `${template.fields}age: ${age > 0 ? age : 0}\r\nx-request-id: ${ctx.requestId}\r\n`,
+        `age: ${age > 0 ? age : 0}\r\nx-request-id: ${ctx.requestId}\r\n`,
         payload,
+        template.lead,
       )
     )
       return;
