@@ -10,7 +10,7 @@ import { AccessLog } from '../dist/observability/access-log.js';
 
 function context(over = {}) {
   const headers = { 'user-agent': 'wrk/4.2.0', ...over.headers };
-  return {
+  const ctx = {
     requestId: '3f2c1a9e-8b7d-4c6e-9f10-123456789abc',
     traceId: '0af7651916cd43dd8448eb211c80319c',
     clientIp: '127.0.0.1',
@@ -29,6 +29,9 @@ function context(over = {}) {
     ...over,
     req: { headers, httpVersion: '1.1', socket: over.socket ?? { encrypted: false } },
   };
+  // The access log reads the trace id from the request's trace context (core/context.ts).
+  ctx.trace = { traceId: ctx.traceId };
+  return ctx;
 }
 
 /** What pino writes for the record: JSON.stringify with the fields in this order. */

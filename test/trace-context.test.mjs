@@ -17,13 +17,13 @@ test('start leaves the ids to the first read; the first read makes them all, onc
   const ctx = context();
   tracing.start(ctx);
   assert.equal(typeof ctx.traceInit, 'function', 'nothing made yet');
-  const traceparent = ctx.traceparent;
+  const trace = ctx.trace;
   assert.equal(ctx.traceInit, null);
-  assert.match(traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-  assert.equal(traceparent, `00-${ctx.traceId}-${ctx.spanId}-01`);
-  assert.equal(ctx.traceSampled, true);
-  assert.equal(ctx.parentSpanId, '');
-  assert.equal(ctx.traceparent, traceparent, 'the same on every read');
+  assert.match(trace.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  assert.equal(trace.traceparent, `00-${trace.traceId}-${trace.spanId}-01`);
+  assert.equal(trace.sampled, true);
+  assert.equal(trace.parentSpanId, '');
+  assert.equal(ctx.trace, trace, 'the same on every read');
   await tracing.close();
 });
 
@@ -32,17 +32,18 @@ test("a caller's traceparent is continued: its trace id and sampling, a new span
   const incoming = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
   const ctx = context({ traceparent: incoming });
   tracing.start(ctx);
-  assert.equal(ctx.traceId, '0af7651916cd43dd8448eb211c80319c');
-  assert.equal(ctx.parentSpanId, 'b7ad6b7169203331');
-  assert.equal(ctx.traceSampled, false);
-  assert.match(ctx.traceparent, /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-00$/);
-  assert.notEqual(ctx.spanId, 'b7ad6b7169203331');
+  const trace = ctx.trace;
+  assert.equal(trace.traceId, '0af7651916cd43dd8448eb211c80319c');
+  assert.equal(trace.parentSpanId, 'b7ad6b7169203331');
+  assert.equal(trace.sampled, false);
+  assert.match(trace.traceparent, /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-00$/);
+  assert.notEqual(trace.spanId, 'b7ad6b7169203331');
   await tracing.close();
 });
 
 test('without tracing the fields stay empty', () => {
   const ctx = context();
   assert.equal(ctx.traceInit, null);
-  assert.equal(ctx.traceId, '');
-  assert.equal(ctx.traceparent, null);
+  assert.equal(ctx.trace.traceId, '');
+  assert.equal(ctx.trace.traceparent, null);
 });

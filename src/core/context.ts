@@ -34,6 +34,25 @@ export interface ResponseHead {
 /** Runs just before the head of any response (proxied, generated or error) is written. */
 export type ResponseHeadHook = (ctx: RequestContext, head: ResponseHead) => void;
 
+/** A request's W3C trace context, as tracing makes it. */
+export interface TraceContext {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string;
+  readonly sampled: boolean;
+  /** The `traceparent` sent upstream in place of the client's; null leaves the client's as is. */
+  readonly traceparent: string | null;
+}
+
+/** The trace context of a request when tracing is off. */
+export const NO_TRACE: TraceContext = Object.freeze({
+  traceId: '',
+  spanId: '',
+  parentSpanId: '',
+  sampled: false,
+  traceparent: null,
+});
+
 /** Facts about the listener a request arrived on; shared by all its requests. */
 export interface ListenerInfo {
   readonly name: string;
@@ -82,16 +101,12 @@ export class RequestContext {
   /** How the cache served the request ('hit', 'miss', 'stale', ...); '' when not cached. */
   cacheStatus = '';
   /**
-   * Makes the trace fields below on their first read; tracing sets it at request start. A
-   * request whose trace context nobody reads (a cache hit without an access log, say) never
-   * pays for random ids and their formatting.
+   * Makes `trace` on its first read; tracing sets it at request start. A request whose trace
+   * context nobody reads (a cache hit without an access log, say) never pays for random ids
+   * and their formatting.
    */
-  traceInit: ((ctx: RequestContext) => void) | null = null;
-  private traceIdValue = '';
-  private spanIdValue = '';
-  private parentSpanIdValue = '';
-  private traceSampledValue = false;
-  private traceparentValue: string | null = null;
+  traceInit: ((ctx: RequestContext) => TraceContext) | null = null;
+  private traceValue: TraceContext = NO_TRACE;
   responseHeadHooks: ResponseHeadHook[] | null = null;
   /** Custom error pages (HTML) by status, from the config's `errorPages`; null when none. */
   errorPages: ReadonlyMap<number, Buffer> | null = null;
@@ -141,48 +156,14 @@ export class RequestContext {
     this.startTime = performance.now();
   }
 
-  /** W3C trace context (see traceInit): '' / null when tracing is off. */
-  get traceId(): string {
-    if (this.traceInit !== null) this.initTrace();
-    return this.traceIdValue;
-  }
-  set traceId(value: string) {
-    this.traceIdValue = value;
-  }
-  get spanId(): string {
-    if (this.traceInit !== null) this.initTrace();
-    return this.spanIdValue;
-  }
-  set spanId(value: string) {
-    this.spanIdValue = value;
-  }
-  get parentSpanId(): string {
-    if (this.traceInit !== null) this.initTrace();
-    return this.parentSpanIdValue;
-  }
-  set parentSpanId(value: string) {
-    this.parentSpanIdValue = value;
-  }
-  get traceSampled(): boolean {
-    if (this.traceInit !== null) this.initTrace();
-    return this.traceSampledValue;
-  }
-  set traceSampled(value: boolean) {
-    this.traceSampledValue = value;
-  }
-  /** The `traceparent` sent upstream in place of the client's; null leaves the client's as is. */
-  get traceparent(): string | null {
-    if (this.traceInit !== null) this.initTrace();
-    return this.traceparentValue;
-  }
-  set traceparent(value: string | null) {
-    this.traceparentValue = value;
-  }
-
-  private initTrace(): void {
-    const init = this.traceInit!;
-    this.traceInit = null;
-    init(this);
+  /** The W3C trace context (see traceInit); NO_TRACE when tracing is off. */
+  get trace(): TraceContext {
+    const init = this.traceInit;
+    if (init !== null) {
+      this.traceInit = null;
+      this.traceValue = init(this);
+    }
+    return this.traceValue;
   }
 
   get scheme(): 'http' | 'https' {

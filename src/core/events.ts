@@ -14,7 +14,7 @@ export const channels = {
   upstreamAttempt: diagnostics_channel.channel('switchyard:upstream:attempt'),
   /**
    * A request arrived and has its context, before routing. Message: RequestContext. Tracing
-   * subscribes here to start the request's span (ctx.traceparent); metrics count active requests.
+   * subscribes here to start the request's span (ctx.trace); metrics count active requests.
    */
   requestStart: diagnostics_channel.channel('switchyard:request:start'),
   /**

@@ -254,7 +254,8 @@ export class AccessLog {
   private jsonLine(ctx: RequestContext, m: RequestMeasures): string {
     const memo = this.memo;
     let line = `{"level":30,"time":"${this.clock.isoNow()}","requestId":${quote(ctx.requestId)}`;
-    if (ctx.traceId !== '') line += `,"traceId":"${ctx.traceId}"`;
+    const traceId = ctx.trace.traceId;
+    if (traceId !== '') line += `,"traceId":"${traceId}"`;
     line += `,"clientIp":${memo.clientIp.get(ctx.clientIp)},"method":${memo.method.get(ctx.method)},"host":${memo.host.get(ctx.host)},"path":${quote(ctx.path)}`;
     if (ctx.query !== '') line += `,"query":${quote(ctx.query)}`;
     line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${round(m.durationMs)},"route":${memo.route.get(ctx.routeName)}`;

@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import type { RequestContext } from '../core/context.js';
+import type { RequestContext, TraceContext } from '../core/context.js';
 import type { LogFn } from './logger.js';
 
 /** The `tracing` config section, as written (validated by the schema). */
@@ -250,36 +250,38 @@ export class Tracing {
     ctx.traceInit = this.fill;
   }
 
-  private readonly fill = (ctx: RequestContext): void => {
+  private readonly fill = (ctx: RequestContext): TraceContext => {
     const incoming = ctx.req.headers.traceparent;
     const parent = typeof incoming === 'string' ? parseTraceparent(incoming) : undefined;
+    let traceId: string;
+    let parentSpanId = '';
     let sampled: boolean;
     if (parent !== undefined) {
-      ctx.traceId = parent.traceId;
-      ctx.parentSpanId = parent.parentSpanId;
+      traceId = parent.traceId;
+      parentSpanId = parent.parentSpanId;
       // Parent-based sampling: the caller's decision wins, so traces are never cut in half.
       sampled = parent.sampled;
     } else {
-      let traceId = this.ids.hex(16);
+      traceId = this.ids.hex(16);
       if (traceId === ZERO_TRACE) traceId = this.ids.hex(16);
-      ctx.traceId = traceId;
       sampled = this.sampleRatio >= 1 || Math.random() < this.sampleRatio;
     }
     let spanId = this.ids.hex(8);
     if (spanId === ZERO_SPAN) spanId = this.ids.hex(8);
-    ctx.spanId = spanId;
-    ctx.traceSampled = sampled;
-    ctx.traceparent = `00-${ctx.traceId}-${spanId}-${sampled ? '01' : '00'}`;
+    const traceparent = `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
+    return { traceId, spanId, parentSpanId, sampled, traceparent };
   };
 
   /** Called at request end with the final status. */
   end(ctx: RequestContext, status: number, durationMs: number): void {
-    if (this.exporter === null || !ctx.traceSampled || ctx.spanId === '') return;
+    if (this.exporter === null) return;
+    const trace = ctx.trace;
+    if (!trace.sampled || trace.spanId === '') return;
     const startMs = performance.timeOrigin + ctx.startTime;
     this.exporter.add({
-      traceId: ctx.traceId,
-      spanId: ctx.spanId,
-      parentSpanId: ctx.parentSpanId,
+      traceId: trace.traceId,
+      spanId: trace.spanId,
+      parentSpanId: trace.parentSpanId,
       name: ctx.routeName === '' ? ctx.method : `${ctx.method} ${ctx.routeName}`,
       startMs,
       endMs: startMs + durationMs,

@@ -50,7 +50,7 @@ export function buildUpstreamRequestHeaders(
     if (OWNED_REQUEST_HEADERS.has(lower)) {
       // Tracing replaces the client's traceparent with one naming the proxy's span.
       if (lower === 'traceparent') {
-        if (ctx.traceparent === null) out.push(name, raw[i + 1]);
+        if (ctx.trace.traceparent === null) out.push(name, raw[i + 1]);
         continue;
       }
       if (opts.trusted) {
@@ -96,7 +96,8 @@ export function buildUpstreamRequestHeaders(
   if (drop === undefined || !drop.has('x-forwarded-host'))
     out.push('x-forwarded-host', forwardedHost || ctx.host);
   if (drop === undefined || !drop.has('x-request-id')) out.push('x-request-id', ctx.requestId);
-  if (ctx.traceparent !== null) out.push('traceparent', ctx.traceparent);
+  const traceparent = ctx.trace.traceparent;
+  if (traceparent !== null) out.push('traceparent', traceparent);
   if (ctx.extraUpstreamHeaders !== null) {
     for (const name in ctx.extraUpstreamHeaders) out.push(name, ctx.extraUpstreamHeaders[name]);
   }
