@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
-import { startOrigin, startProxy, rawRequest, request } from './helpers.mjs';
+import { startOrigin, startProxy, rawRequest, request, startProxyTo } from './helpers.mjs';
 
 const BIN = new URL('../bin/switchyard', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-audit-'));
@@ -121,11 +121,7 @@ test('a request with an invalid Host value is answered 400 and never reaches the
     res.end('ok');
   });
   cleanups.push(origin.close);
-  const p = await startProxy(`
-listeners: [{ address: "127.0.0.1:0" }]
-upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
-routes: [{ upstream: app }]
-`);
+  const p = await startProxyTo(origin.url);
   cleanups.push(p.close);
   const status = async (hostLine, target = '/') =>
     Number(

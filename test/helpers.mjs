@@ -73,6 +73,15 @@ export async function startProxy(yaml, env) {
   };
 }
 
+/** A proxy with one listener and one catch-all route to the single server `url`. */
+export function startProxyTo(url) {
+  return startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${url}" }] } }
+routes: [{ upstream: app }]
+`);
+}
+
 /** One request on a fresh connection. Resolves { status, headers, body (Buffer), trailers }. */
 export function request(
   url,

@@ -1,6 +1,6 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startOrigin, startProxy, request } from './helpers.mjs';
+import { startOrigin, startProxy, request, startProxyTo } from './helpers.mjs';
 
 let origin;
 let proxy;
@@ -284,11 +284,7 @@ test('absolute-form targets: the authority replaces Host and the upstream gets o
 
 test('HTTP/1.0 without Host: the upstream gets its own authority as Host', async () => {
   const { rawRequest } = await import('./helpers.mjs');
-  const p = await startProxy(`
-listeners: [{ name: web, address: "127.0.0.1:0" }]
-upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
-routes: [{ upstream: app }]
-`);
+  const p = await startProxyTo(origin.url);
   try {
     const out = await rawRequest(p.port, 'GET /v10 HTTP/1.0\r\n\r\n');
     assert.match(out, /^HTTP\/1\.1 200/);

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { createHttp1Server } from '../dist/server/http1-engine.js';
 import { endWithSerializedHead } from '../dist/core/http.js';
-import { startOrigin, startProxy } from './helpers.mjs';
+import { startOrigin, startProxy, startProxyTo } from './helpers.mjs';
 
 const cleanups = [];
 after(async () => {
@@ -280,11 +280,7 @@ describe('proxied responses that arrive whole in one read', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     cleanups.push(() => new Promise((resolve) => server.close(resolve)));
-    const p = await startProxy(`
-listeners: [{ address: "127.0.0.1:0" }]
-upstreams: { app: { servers: [{ url: "http://127.0.0.1:${server.address().port}" }] } }
-routes: [{ upstream: app }]
-`);
+    const p = await startProxyTo(`http://127.0.0.1:${server.address().port}`);
     cleanups.push(p.close);
     return p;
   }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { gunzipSync } from 'node:zlib';
-import { startOrigin, startProxy } from './helpers.mjs';
+import { startOrigin, startProxy, startProxyTo } from './helpers.mjs';
 
 /** Deterministic bytes for a request id: the client knows what the body must be. */
 function bodyFor(id, size) {
@@ -224,11 +224,7 @@ test('a response trickled a few bytes per read (head and chunk lines split) pars
     });
   });
   await new Promise((r) => raw.listen(0, '127.0.0.1', r));
-  const p = await startProxy(`
-listeners: [{ name: web, address: "127.0.0.1:0" }]
-upstreams: { app: { servers: [{ url: "http://127.0.0.1:${raw.address().port}" }] } }
-routes: [{ upstream: app }]
-`);
+  const p = await startProxyTo(`http://127.0.0.1:${raw.address().port}`);
   try {
     const { res, body } = await new Promise((resolve, reject) => {
       http
