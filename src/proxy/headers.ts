@@ -120,6 +120,23 @@ export interface ResponseRewrite {
 
 const STRIPPED_RESPONSE_HEADERS = new Set(['server', 'x-powered-by']);
 
+/** Upstream response fields that never reach the client: per hop, or naming the upstream. */
+function droppedResponseField(lower: string): boolean {
+  return isHopByHop(lower) || STRIPPED_RESPONSE_HEADERS.has(lower);
+}
+
+/** A response field's value as the client gets it: Location and Set-Cookie domains rewritten. */
+function clientResponseValue(
+  ctx: RequestContext,
+  lower: string,
+  value: string,
+  rewrite: ResponseRewrite,
+): string {
+  if (lower === 'location') return rewriteLocation(ctx, value, rewrite);
+  if (lower === 'set-cookie') return rewriteCookieDomain(ctx, value, rewrite);
+  return value;
+}
+
 /**
  * Turns undici's raw response headers into the object written to the client, dropping hop-by-hop
  * fields and upstream identity, and rewriting Location and Set-Cookie domains that name the
@@ -139,10 +156,8 @@ export function buildClientResponseHeaders(
       tokens = connectionTokens(raw[i + 1].toString('latin1'));
       continue;
     }
-    if (isHopByHop(lower) || STRIPPED_RESPONSE_HEADERS.has(lower)) continue;
-    let value = raw[i + 1].toString('latin1');
-    if (lower === 'location') value = rewriteLocation(ctx, value, rewrite);
-    else if (lower === 'set-cookie') value = rewriteCookieDomain(ctx, value, rewrite);
+    if (droppedResponseField(lower)) continue;
+    const value = clientResponseValue(ctx, lower, raw[i + 1].toString('latin1'), rewrite);
     const existing = headers[lower];
     if (existing === undefined) headers[lower] = value;
     else if (Array.isArray(existing)) existing.push(value);
@@ -176,13 +191,10 @@ export function serializeClientResponseFields(
       if (connectionTokens(raw[i + 1].toString('latin1')) !== null) return null;
       continue;
     }
-    if (isHopByHop(lower) || STRIPPED_RESPONSE_HEADERS.has(lower) || lower === 'x-request-id')
-      continue;
-    let value = raw[i + 1].toString('latin1');
+    if (droppedResponseField(lower) || lower === 'x-request-id') continue;
     if (lower === 'content-length') hasLength = true;
     else if (lower === 'date') hasDate = true;
-    else if (lower === 'location') value = rewriteLocation(ctx, value, rewrite);
-    else if (lower === 'set-cookie') value = rewriteCookieDomain(ctx, value, rewrite);
+    const value = clientResponseValue(ctx, lower, raw[i + 1].toString('latin1'), rewrite);
     fields += `${lower}: ${value}\r\n`;
   }
   if (!hasLength) fields += `content-length: ${bodyLength}\r\n`;
