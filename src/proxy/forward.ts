@@ -607,7 +607,6 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   chunkReleased(): boolean {
     const ctx = this.ctx;
     const res = ctx.res;
-    if (this.deferredBody !== null) return false;
     if (res !== ctx.clientResponse || !(res instanceof ServerResponse)) return false;
     const socket = res.socket as (Socket & { _handle?: { writeQueueSize?: number } }) | null;
     if (socket === null || socket instanceof TLSSocket) return false;
