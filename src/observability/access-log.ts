@@ -258,12 +258,12 @@ export class AccessLog {
     if (traceId !== '') line += `,"traceId":"${traceId}"`;
     line += `,"clientIp":${memo.clientIp.get(ctx.clientIp)},"method":${memo.method.get(ctx.method)},"host":${memo.host.get(ctx.host)},"path":${quote(ctx.path)}`;
     if (ctx.query !== '') line += `,"query":${quote(ctx.query)}`;
-    line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${round(m.durationMs)},"route":${memo.route.get(ctx.routeName)}`;
+    line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${millis(m.durationMs)},"route":${memo.route.get(ctx.routeName)}`;
     if (ctx.upstreamName !== '') line += `,"upstream":${memo.upstream.get(ctx.upstreamName)}`;
     if (ctx.upstreamServer !== '')
       line += `,"upstreamServer":${memo.upstreamServer.get(ctx.upstreamServer)}`;
     if (ctx.upstreamHeadersTime > 0)
-      line += `,"upstreamTimeMs":${round(ctx.upstreamHeadersTime - ctx.upstreamStartTime)}`;
+      line += `,"upstreamTimeMs":${millis(ctx.upstreamHeadersTime - ctx.upstreamStartTime)}`;
     if (ctx.cacheStatus !== '') line += `,"cache":${memo.cache.get(ctx.cacheStatus)}`;
     line += `,"retries":${ctx.retries}`;
     const socket = ctx.req.socket as TLSSocket | undefined;
@@ -318,6 +318,19 @@ export class AccessLog {
   }
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
+/**
+ * `String(Math.round(ms * 1000) / 1000)`, printed from integers: whole microseconds are small
+ * integers, which print from V8's number-string cache, where a fraction goes through the
+ * shortest-digits conversion (a fifth of the line's cost). Exact for durations under 35 minutes;
+ * longer or negative ones take the plain conversion.
+ */
+function millis(ms: number): string {
+  const us = Math.round(ms * 1000);
+  if (!(us > 0 && us < 2 ** 31)) return String(Math.round(ms * 1000) / 1000);
+  const frac = us % 1000;
+  const whole = (us - frac) / 1000;
+  if (frac === 0) return String(whole);
+  if (frac % 100 === 0) return `${whole}.${frac / 100}`;
+  if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
+  return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
 }
