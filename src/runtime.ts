@@ -7,6 +7,7 @@ import type { Config, RouteConfig } from './config/types.js';
 import { RequestContext, type ListenerInfo } from './core/context.js';
 import { UPGRADE_STATE, type RequestDispatcher, type UpgradeIO } from './core/dispatcher.js';
 import { channels } from './core/events.js';
+import { onceClosed } from './core/http.js';
 import {
   compose,
   type Filter,
@@ -191,7 +192,7 @@ export class Runtime implements RequestDispatcher {
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
     if (channels.requestEnd.hasSubscribers) {
       (res as EndTracked)[kEndContext] = ctx;
-      res.on('close', publishRequestEnd);
+      onceClosed(res, publishRequestEnd);
     }
     const route = this.router.match({
       method: ctx.method,

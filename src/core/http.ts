@@ -66,6 +66,40 @@ export interface SerializedHeadResponse {
   ): boolean;
 }
 
+/**
+ * Slots for functions a response runs once when it closes, in order, just before its 'close'
+ * event (with the response as `this`). Responses of Switchyard's HTTP/1.1 loop have them, null
+ * while free. A request has up to three such watchers (the listener's request count, the
+ * request-end event, the proxy's client-abort check): as slots they cost a property write each,
+ * as 'close' listeners a listener array, a once-wrapper each and an apply each on close.
+ */
+export const closeHook0 = Symbol('switchyard.closeHook0');
+export const closeHook1 = Symbol('switchyard.closeHook1');
+export const closeHook2 = Symbol('switchyard.closeHook2');
+
+export type CloseHook = (this: any) => void;
+
+export interface CloseHookSlots {
+  [closeHook0]: CloseHook | null;
+  [closeHook1]: CloseHook | null;
+  [closeHook2]: CloseHook | null;
+}
+
+/**
+ * `target.once('close', fn)`: through a free close-hook slot when the target has one, as a
+ * listener otherwise (HTTP/2 responses, wrapped responses, a fourth watcher).
+ */
+export function onceClosed<T extends { once(event: 'close', listener: () => void): unknown }>(
+  target: T,
+  fn: (this: T) => void,
+): void {
+  const slots = target as unknown as Partial<CloseHookSlots>;
+  if (slots[closeHook0] === null) slots[closeHook0] = fn;
+  else if (slots[closeHook1] === null) slots[closeHook1] = fn;
+  else if (slots[closeHook2] === null) slots[closeHook2] = fn;
+  else target.once('close', fn);
+}
+
 let dateSecond = -1;
 let dateText = '';
 

@@ -4,7 +4,7 @@ import { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/events.js';
 import type { RequestContext } from '../core/context.js';
-import { endWithSerializedHead, type SerializedHeadResponse } from '../core/http.js';
+import { endWithSerializedHead, onceClosed, type SerializedHeadResponse } from '../core/http.js';
 import { errorBody, ProxyError, type ErrorCode } from '../core/errors.js';
 import type { Handler } from '../core/filter.js';
 import type { Template } from '../core/template.js';
@@ -246,7 +246,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
         Number(declared) <= this.group.retries!.maxBodySize
       ) {
         // Small bodies are read whole first, so another attempt can send them again.
-        ctx.clientResponse.once('close', this.onClientClose);
+        onceClosed(ctx.clientResponse, this.onClientClose);
         this.bufferBody();
         return;
       }
@@ -254,7 +254,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.attemptsLeft = 0;
       body = declared === undefined ? (limitBody(ctx.req, maxBody) as never) : ctx.req;
     }
-    ctx.clientResponse.once('close', this.onClientClose);
+    onceClosed(ctx.clientResponse, this.onClientClose);
     this.begin(body);
   }
 

@@ -5,7 +5,15 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
-import { endWithSerializedHead, type SerializedHeadResponse } from '../core/http.js';
+import {
+  closeHook0,
+  closeHook1,
+  closeHook2,
+  endWithSerializedHead,
+  type CloseHook,
+  type CloseHookSlots,
+  type SerializedHeadResponse,
+} from '../core/http.js';
 
 /**
  * Switchyard's HTTP/1.1 server connection loop: node's own llhttp parser (the binding node:http
@@ -76,7 +84,7 @@ interface Incoming extends http.IncomingMessage {
   _consuming: boolean;
   _readableState: { resumeScheduled: boolean };
 }
-interface Outgoing extends http.ServerResponse {
+interface Outgoing extends http.ServerResponse, CloseHookSlots {
   _last: boolean;
   _closed: boolean;
   _keepAliveTimeout: number;
@@ -125,7 +133,30 @@ const NOOP = (): void => undefined;
  * node's ServerResponse plus the serialized-head ending (core/http.ts), as a prototype method so
  * a response costs nothing more to make.
  */
-class EngineResponse extends http.ServerResponse implements SerializedHeadResponse {
+class EngineResponse extends http.ServerResponse implements SerializedHeadResponse, CloseHookSlots {
+  [closeHook0]: CloseHook | null = null;
+  [closeHook1]: CloseHook | null = null;
+  [closeHook2]: CloseHook | null = null;
+
+  /**
+   * node's assignSocket, minus the 'close' listener it adds to the socket for every response
+   * (and detachSocket removes): the loop's own 'close' handler closes the response that has the
+   * socket (Connection.onClose).
+   */
+  override assignSocket(socket: net.Socket): void {
+    const s = socket as EngineSocket;
+    if (s._httpMessage) throw new Error('a response already has this socket');
+    s._httpMessage = this as unknown as Outgoing;
+    (this as { socket: net.Socket | null }).socket = socket;
+    this.emit('socket', socket);
+    (this as unknown as { _flush(): void })._flush();
+  }
+
+  override detachSocket(socket: net.Socket): void {
+    (socket as EngineSocket)._httpMessage = null;
+    (this as { socket: net.Socket | null }).socket = null;
+  }
+
   [endWithSerializedHead](
     status: number,
     fields: string,
@@ -590,6 +621,10 @@ class Connection {
     for (const req of reqs) req.destroy(new ConnResetError());
     // Responses still queued behind the one that had the socket never get it now.
     for (const res of this.outgoing.splice(0)) emitClose(res);
+    // The response that has the socket closes with it (node:http's onServerResponseClose,
+    // which EngineResponse.assignSocket does not install).
+    const current = this.socket._httpMessage;
+    if (current) emitClose(current);
   };
 
   private readonly onDrain = (): void => {
@@ -642,10 +677,26 @@ class Connection {
   }
 }
 
+/** node's onServerResponseClose, running the response's close hooks (core/http.ts) first. */
 function emitClose(res: Outgoing): void {
   if (!res._closed) {
     res.destroyed = true;
     res._closed = true;
+    const hook0 = res[closeHook0];
+    if (hook0 !== null) {
+      res[closeHook0] = null;
+      hook0.call(res);
+    }
+    const hook1 = res[closeHook1];
+    if (hook1 !== null) {
+      res[closeHook1] = null;
+      hook1.call(res);
+    }
+    const hook2 = res[closeHook2];
+    if (hook2 !== null) {
+      res[closeHook2] = null;
+      hook2.call(res);
+    }
     res.emit('close');
   }
 }

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
+import { onceClosed } from '../core/http.js';
 import { acceptUpgrade, createListenerServer } from './http2.js';
 import {
   BodyRateGuard,
@@ -165,7 +166,7 @@ export class Listener {
 
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     this.activeRequests++;
-    res.once('close', this.onResponseClose);
+    onceClosed(res, this.onResponseClose);
     if (this.draining) res.shouldKeepAlive = false;
     const rejection = checkRequest(req) ?? normalizeTarget(req);
     if (rejection !== null) {
