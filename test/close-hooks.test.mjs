@@ -3,8 +3,9 @@
 // responses of other loops, fall back to 'close' listeners. Checked when a response finishes,
 // when the client goes away while it is pending, for a pipelined response queued behind it, on
 // node:http's own loop, and end to end: a client that resets the connection during a proxied
-// request still gets its access-log line (499), the active-requests gauge goes back to 0 and the upstream request is
-// cancelled.
+// request still gets its access-log line (499), the active-requests gauge goes back to 0 and
+// the upstream request is cancelled. And the loop's request ending: a request with nothing left
+// on the wire (no body, or its body parsed) is not dumped after its answer, as node:http does.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -89,6 +90,41 @@ test("node:http's responses take every watcher as a listener", async () => {
   const port = await listen(server);
   await request(`http://127.0.0.1:${port}/`);
   assert.deepEqual(await watched, ['listener', 'a', 'b', 'c', 'd']);
+});
+
+test('a request with nothing left on the wire is not dumped after its answer', async () => {
+  const requests = {};
+  let answered;
+  const allAnswered = new Promise((resolve) => (answered = resolve));
+  const server = createHttp1Server({});
+  server.on('request', (req, res) => {
+    requests[req.url] = req;
+    // /body answers once its body is in (parsed, never read); the others at once.
+    if (req.url === '/body') setTimeout(() => res.end('body'), 20);
+    else res.end(req.url);
+    if (req.url === '/last') res.on('finish', () => setImmediate(answered));
+  });
+  const port = await listen(server);
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let text = '';
+  socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+  socket.write(
+    'GET /get HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' +
+      'GET /last HTTP/1.1\r\nHost: x\r\n\r\n',
+  );
+  await allAnswered;
+  // node:http would have dumped both (resumed to their end, destroyed): work for nothing.
+  for (const url of ['/get', '/body']) {
+    const req = requests[url];
+    assert.equal(req.complete, true, url);
+    assert.equal(req.readableEnded, false, url);
+    assert.equal(req.destroyed, false, url);
+  }
+  assert.equal(requests['/body'].read()?.toString(), 'hello');
+  assert.match(text, /\r\n\r\n\/get.*\r\n\r\nbody.*\r\n\r\n\/last$/s);
+  socket.destroy();
 });
 
 test('a client that resets during a proxied request: 499 logged, gauge back to 0, upstream cancelled', async () => {
