@@ -70,6 +70,68 @@ routes: [{ name: r, respond: { status: 200, body: ok } }]
 accessLog: { format: json, output: ${JSON.stringify(output)} }
 `;
 
+test("bytesIn and bytesOut are each exchange's own bytes on a kept-alive connection, exactly", async () => {
+  const dir = tmp();
+  const logPath = join(dir, 'access.log');
+  const origin = await startOrigin((req, res) => {
+    const size = Number(req.url.slice(1));
+    // One answer streamed in two writes (no serialized head), the others whole.
+    if (size === 3000) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('x'.repeat(1000));
+      setTimeout(() => res.end('y'.repeat(2000)), 20);
+    } else res.end('z'.repeat(size));
+  });
+  const proxy = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${origin.url}" }] } }
+routes: [{ upstream: app }]
+accessLog: { format: json, output: ${JSON.stringify(logPath)} }
+`);
+  const sent = [];
+  const received = [];
+  try {
+    const socket = (await import('node:net')).connect(proxy.port, '127.0.0.1');
+    await once(socket, 'connect');
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk) => (buffered = Buffer.concat([buffered, chunk])));
+    for (const [i, size] of [10, 3000, 70000, 5].entries()) {
+      const head = `GET /${size} HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(i * 7)}\r\n\r\n`;
+      sent.push(head.length);
+      socket.write(head);
+      // The whole answer: head, then Content-Length bytes (or the chunked body to its end).
+      for (;;) {
+        const text = buffered.toString('latin1');
+        const end = text.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          const length = /content-length: (\d+)/i.exec(text.slice(0, end))?.[1];
+          const total =
+            length !== undefined ? end + 4 + Number(length) : text.indexOf('\r\n0\r\n\r\n') + 7;
+          if (length !== undefined ? buffered.length >= total : total > 6) {
+            received.push(total);
+            buffered = buffered.subarray(total);
+            break;
+          }
+        }
+        await once(socket, 'data');
+      }
+    }
+    socket.destroy();
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+  const lines = readLines(logPath).map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.map((l) => l.bytesIn),
+    sent,
+  );
+  assert.deepEqual(
+    lines.map((l) => l.bytesOut),
+    received,
+  );
+});
+
 test('JSON access log: one line per request with every field', async () => {
   const dir = tmp();
   const logPath = join(dir, 'access.log');

@@ -42,9 +42,19 @@ const CACHE_RESULTS: readonly CacheResult[] = ['hit', 'miss', 'stale'];
 /** Status reported for a request whose client went away before a response head (nginx's 499). */
 const CLIENT_CLOSED = 499;
 
-const kBytesRead = Symbol('switchyard.bytesRead');
-const kBytesWritten = Symbol('switchyard.bytesWritten');
-type CountedSocket = Socket & { [kBytesRead]?: number; [kBytesWritten]?: number };
+const kCounted = Symbol('switchyard.counted');
+/** A connection's byte counters at the end of its previous exchange. */
+class Counted {
+  read = 0;
+  written = 0;
+}
+/**
+ * `_bytesDispatched` is node's count of the bytes the socket's handle has taken, what its
+ * `bytesWritten` getter starts from before walking the write queue (a copy of it per call):
+ * once a response has finished, that queue holds none of its bytes. The counters sit in one
+ * object per socket, so the socket (of many shapes) is looked up once, not four times.
+ */
+type CountedSocket = Socket & { [kCounted]?: Counted; _bytesDispatched?: number };
 
 /**
  * The observability of one running proxy: access log, tracing, metrics and the dashboard's live
@@ -422,11 +432,13 @@ function measure(ctx: RequestContext): RequestMeasures {
   const socket = req.socket as CountedSocket | null;
   if (req.httpVersionMajor < 2 && socket) {
     const read = socket.bytesRead;
-    const written = socket.bytesWritten;
-    bytesIn = read - (socket[kBytesRead] ?? 0);
-    bytesOut = written - (socket[kBytesWritten] ?? 0);
-    socket[kBytesRead] = read;
-    socket[kBytesWritten] = written;
+    const written = socket._bytesDispatched ?? socket.bytesWritten;
+    let counted = socket[kCounted];
+    if (counted === undefined) socket[kCounted] = counted = new Counted();
+    bytesIn = read - counted.read;
+    bytesOut = written - counted.written;
+    counted.read = read;
+    counted.written = written;
   } else {
     bytesIn = Number(req.headers['content-length'] ?? 0) || 0;
     bytesOut = Number(res.getHeader?.('content-length') ?? 0) || 0;
