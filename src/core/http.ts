@@ -27,6 +27,18 @@ export function isHopByHop(lowerName: string): boolean {
   return HOP_BY_HOP.has(lowerName) || lowerName.startsWith('proxy-');
 }
 
+/**
+ * Whether an HTTP/1.x request head announces a body (RFC 9112 §6.3): Transfer-Encoding, or a
+ * Content-Length other than 0. Without either, none follows.
+ */
+export function announcesBody(headers: {
+  'transfer-encoding'?: string | string[];
+  'content-length'?: string | string[];
+}): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** Header names listed in a Connection header (they are hop-by-hop for this message). */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;

@@ -4,7 +4,12 @@ import { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/events.js';
 import type { RequestContext } from '../core/context.js';
-import { endWithSerializedHead, onceClosed, type SerializedHeadResponse } from '../core/http.js';
+import {
+  announcesBody,
+  endWithSerializedHead,
+  onceClosed,
+  type SerializedHeadResponse,
+} from '../core/http.js';
 import { errorBody, ProxyError, type ErrorCode } from '../core/errors.js';
 import type { Handler } from '../core/filter.js';
 import type { Template } from '../core/template.js';
@@ -84,9 +89,8 @@ function errorCodeFor(err: Error & { code?: string }): ErrorCode {
 
 function hasBody(ctx: RequestContext): boolean {
   const headers = ctx.req.headers;
-  if (headers['transfer-encoding'] !== undefined) return true;
-  const length = headers['content-length'];
-  if (length !== undefined) return length !== '0';
+  if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined)
+    return announcesBody(headers);
   // HTTP/2 frames bodies itself: a stream not ended with its headers has one (gRPC, uploads).
   return (
     ctx.req.httpVersionMajor === 2 && !(ctx.req as unknown as H2Request).stream.endAfterHeaders

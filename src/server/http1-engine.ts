@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
 import {
+  announcesBody,
   closeHook0,
   closeHook1,
   closeHook2,
@@ -662,7 +663,7 @@ class Connection {
       !req.complete &&
       !req._consuming &&
       !req._readableState.resumeScheduled &&
-      hasBody(req)
+      announcesBody(req.headers)
     )
       req._dump();
     const socket = this.socket;
@@ -685,13 +686,6 @@ class Connection {
     }
     if (this.incoming.length === 0 && this.requestStart === 0) this.idleSince = Date.now();
   }
-}
-
-/** Whether a request's head announces a body (RFC 9112 §6.3: no framing field, no body). */
-function hasBody(req: Incoming): boolean {
-  const headers = req.headers;
-  const length = headers['content-length'];
-  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** node's onServerResponseClose, running the response's close hooks (core/http.ts) first. */

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
-import { onceClosed } from '../core/http.js';
+import { announcesBody, onceClosed } from '../core/http.js';
 import { acceptUpgrade, createListenerServer } from './http2.js';
 import {
   BodyRateGuard,
@@ -194,11 +194,7 @@ export class Listener {
 
   /** Hands a checked request to the current config's dispatcher. */
   private route(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (
-      req.headers['transfer-encoding'] !== undefined ||
-      (req.headers['content-length'] ?? '0') !== '0'
-    )
-      this.bodyRate.watch(req, res);
+    if (announcesBody(req.headers)) this.bodyRate.watch(req, res);
     try {
       this.hooks.dispatcher().handle(req, res, this.info);
     } catch (err) {
