@@ -129,3 +129,30 @@ test('thousands of lines across many batches arrive intact and in order', async 
   ]);
   check(await writeAll(entries), entries);
 });
+
+test('lines stay exact when the repeated runs (client, route, connection) change one field at a time', async () => {
+  const base = context();
+  const variants = [
+    {},
+    { clientIp: '10.0.0.2' },
+    { method: 'POST' },
+    { host: 'other.test' },
+    {},
+    { routeName: 'web' },
+    { upstreamName: 'b' },
+    { upstreamServer: 'http://127.0.0.1:3002' },
+    { upstreamName: '', upstreamServer: '' },
+    {},
+    { retries: 1 },
+    { retries: 0 },
+    { socket: { encrypted: true, getProtocol: () => 'TLSv1.2' } },
+    { listener: { name: 'other' } },
+    { headers: { 'user-agent': 'curl/8' } },
+    { headers: { referer: 'https://r.test/' } },
+    { headers: { 'user-agent': '' } },
+    {},
+  ];
+  const entries = variants.map((over) => [context({ ...over }), m()]);
+  assert.equal(base.clientIp, entries[0][0].clientIp);
+  check(await writeAll(entries), entries);
+});

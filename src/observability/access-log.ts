@@ -114,19 +114,88 @@ function quote(value: string): string {
 }
 
 /**
- * `quote` that remembers its last answer: fields like the route, upstream, host or user agent
- * repeat from one line to the next, and comparing two equal strings is cheaper than quoting.
+ * Runs of the JSON line that repeat from one line to the next (the same client, route and
+ * connection), each kept as one flat string while its inputs stay the same: comparing a few
+ * strings is cheaper than quoting them and joining the pieces again, and a line of a few large
+ * pieces is cheaper to flatten (when it is encoded) than one of forty small ones.
  */
-class QuoteMemo {
-  private value = '';
-  private quoted = '""';
+function flat(text: string): string {
+  // Reading a character flattens a concatenated string in place, once.
+  text.charCodeAt(0);
+  return text;
+}
 
-  get(value: string): string {
-    if (value !== this.value) {
-      this.value = value;
-      this.quoted = quote(value);
+/** `,"clientIp":…,"method":…,"host":…,"path":` */
+class ClientRun {
+  private ip: string | undefined;
+  private method = '';
+  private host = '';
+  private text = '';
+
+  get(ip: string, method: string, host: string): string {
+    if (ip !== this.ip || method !== this.method || host !== this.host) {
+      this.ip = ip;
+      this.method = method;
+      this.host = host;
+      this.text = flat(
+        `,"clientIp":${quote(ip)},"method":${quote(method)},"host":${quote(host)},"path":`,
+      );
     }
-    return this.quoted;
+    return this.text;
+  }
+}
+
+/** `,"route":…` and, when there is one, `,"upstream":…,"upstreamServer":…` */
+class RouteRun {
+  private route: string | undefined;
+  private upstream = '';
+  private server = '';
+  private text = '';
+
+  get(route: string, upstream: string, server: string): string {
+    if (route !== this.route || upstream !== this.upstream || server !== this.server) {
+      this.route = route;
+      this.upstream = upstream;
+      this.server = server;
+      let text = `,"route":${quote(route)}`;
+      if (upstream !== '') text += `,"upstream":${quote(upstream)}`;
+      if (server !== '') text += `,"upstreamServer":${quote(server)}`;
+      this.text = flat(text);
+    }
+    return this.text;
+  }
+}
+
+/** `,"retries":0` when none, then `,"tls":…`, `,"listener":…`, `,"userAgent":…`, `,"referer":…}` */
+class TailRun {
+  private noRetries = false;
+  private tls: string | undefined;
+  private listener = '';
+  private agent = '';
+  private referer = '';
+  private text = '';
+
+  get(noRetries: boolean, tls: string, listener: string, agent: string, referer: string): string {
+    if (
+      noRetries !== this.noRetries ||
+      tls !== this.tls ||
+      listener !== this.listener ||
+      agent !== this.agent ||
+      referer !== this.referer
+    ) {
+      this.noRetries = noRetries;
+      this.tls = tls;
+      this.listener = listener;
+      this.agent = agent;
+      this.referer = referer;
+      let text = noRetries ? ',"retries":0' : '';
+      if (tls !== '') text += `,"tls":${quote(tls)}`;
+      text += `,"listener":${quote(listener)}`;
+      if (agent !== '') text += `,"userAgent":${quote(agent)}`;
+      if (referer !== '') text += `,"referer":${quote(referer)}`;
+      this.text = flat(`${text}}\n`);
+    }
+    return this.text;
   }
 }
 
@@ -172,18 +241,10 @@ export class AccessLog {
   /** Route name -> sample ratio when it differs from the global one (0 = off). */
   private routeRatios = new Map<string, number>();
   private readonly clock = new LogClock();
-  private readonly memo = {
-    clientIp: new QuoteMemo(),
-    method: new QuoteMemo(),
-    host: new QuoteMemo(),
-    route: new QuoteMemo(),
-    upstream: new QuoteMemo(),
-    upstreamServer: new QuoteMemo(),
-    cache: new QuoteMemo(),
-    tls: new QuoteMemo(),
-    listener: new QuoteMemo(),
-    userAgent: new QuoteMemo(),
-    referer: new QuoteMemo(),
+  private readonly runs = {
+    client: new ClientRun(),
+    route: new RouteRun(),
+    tail: new TailRun(),
   };
   /** When a write error was last reported: a failing disk is reported once a minute. */
   private errorReportedAt = -Infinity;
@@ -252,31 +313,31 @@ export class AccessLog {
    * left out, as pino does.
    */
   private jsonLine(ctx: RequestContext, m: RequestMeasures): string {
-    const memo = this.memo;
+    const runs = this.runs;
     let line = `{"level":30,"time":"${this.clock.isoNow()}","requestId":${quote(ctx.requestId)}`;
     const traceId = ctx.trace.traceId;
     if (traceId !== '') line += `,"traceId":"${traceId}"`;
-    line += `,"clientIp":${memo.clientIp.get(ctx.clientIp)},"method":${memo.method.get(ctx.method)},"host":${memo.host.get(ctx.host)},"path":${quote(ctx.path)}`;
+    line += runs.client.get(ctx.clientIp, ctx.method, ctx.host);
+    line += quote(ctx.path);
     if (ctx.query !== '') line += `,"query":${quote(ctx.query)}`;
-    line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${millis(m.durationMs)},"route":${memo.route.get(ctx.routeName)}`;
-    if (ctx.upstreamName !== '') line += `,"upstream":${memo.upstream.get(ctx.upstreamName)}`;
-    if (ctx.upstreamServer !== '')
-      line += `,"upstreamServer":${memo.upstreamServer.get(ctx.upstreamServer)}`;
+    line += `,"protocol":"HTTP/${ctx.req.httpVersion}","status":${m.status},"bytesIn":${m.bytesIn},"bytesOut":${m.bytesOut},"durationMs":${millis(m.durationMs)}`;
+    line += runs.route.get(ctx.routeName, ctx.upstreamName, ctx.upstreamServer);
     if (ctx.upstreamHeadersTime > 0)
       line += `,"upstreamTimeMs":${millis(ctx.upstreamHeadersTime - ctx.upstreamStartTime)}`;
-    if (ctx.cacheStatus !== '') line += `,"cache":${memo.cache.get(ctx.cacheStatus)}`;
-    line += `,"retries":${ctx.retries}`;
+    if (ctx.cacheStatus !== '') line += `,"cache":${quote(ctx.cacheStatus)}`;
+    if (ctx.retries !== 0) line += `,"retries":${ctx.retries}`;
     const socket = ctx.req.socket as TLSSocket | undefined;
-    if (socket?.encrypted) {
-      const version = socket.getProtocol();
-      if (version) line += `,"tls":${memo.tls.get(version)}`;
-    }
-    line += `,"listener":${memo.listener.get(ctx.listener.name)}`;
-    const agent = header(ctx, 'user-agent');
-    if (agent !== '') line += `,"userAgent":${memo.userAgent.get(agent)}`;
-    const referer = header(ctx, 'referer');
-    if (referer !== '') line += `,"referer":${memo.referer.get(referer)}`;
-    return `${line}}\n`;
+    const version = socket?.encrypted ? (socket.getProtocol() ?? '') : '';
+    return (
+      line +
+      runs.tail.get(
+        ctx.retries === 0,
+        version,
+        ctx.listener.name,
+        header(ctx, 'user-agent'),
+        header(ctx, 'referer'),
+      )
+    );
   }
 
   /** `host - - [time] "METHOD /uri HTTP/1.1" status bytes "referer" "user-agent"` */
