@@ -125,45 +125,36 @@ function flat(text: string): string {
   return text;
 }
 
-/** `,"clientIp":…,"method":…,"host":…,"path":` */
-class ClientRun {
-  private ip: string | undefined;
-  private method = '';
-  private host = '';
+/** A run made from three strings, rebuilt (by `build`) only when one of them changes. */
+class Run3 {
+  private a: string | undefined;
+  private b = '';
+  private c = '';
   private text = '';
 
-  get(ip: string, method: string, host: string): string {
-    if (ip !== this.ip || method !== this.method || host !== this.host) {
-      this.ip = ip;
-      this.method = method;
-      this.host = host;
-      this.text = flat(
-        `,"clientIp":${quote(ip)},"method":${quote(method)},"host":${quote(host)},"path":`,
-      );
+  constructor(private readonly build: (a: string, b: string, c: string) => string) {}
+
+  get(a: string, b: string, c: string): string {
+    if (a !== this.a || b !== this.b || c !== this.c) {
+      this.a = a;
+      this.b = b;
+      this.c = c;
+      this.text = flat(this.build(a, b, c));
     }
     return this.text;
   }
 }
 
-/** `,"route":…` and, when there is one, `,"upstream":…,"upstreamServer":…` */
-class RouteRun {
-  private route: string | undefined;
-  private upstream = '';
-  private server = '';
-  private text = '';
+/** `,"clientIp":…,"method":…,"host":…,"path":` */
+const clientRun = (ip: string, method: string, host: string): string =>
+  `,"clientIp":${quote(ip)},"method":${quote(method)},"host":${quote(host)},"path":`;
 
-  get(route: string, upstream: string, server: string): string {
-    if (route !== this.route || upstream !== this.upstream || server !== this.server) {
-      this.route = route;
-      this.upstream = upstream;
-      this.server = server;
-      let text = `,"route":${quote(route)}`;
-      if (upstream !== '') text += `,"upstream":${quote(upstream)}`;
-      if (server !== '') text += `,"upstreamServer":${quote(server)}`;
-      this.text = flat(text);
-    }
-    return this.text;
-  }
+/** `,"route":…` and, when there is one, `,"upstream":…,"upstreamServer":…` */
+function routeRun(route: string, upstream: string, server: string): string {
+  let text = `,"route":${quote(route)}`;
+  if (upstream !== '') text += `,"upstream":${quote(upstream)}`;
+  if (server !== '') text += `,"upstreamServer":${quote(server)}`;
+  return text;
 }
 
 /** `,"retries":0` when none, then `,"tls":…`, `,"listener":…`, `,"userAgent":…`, `,"referer":…}` */
@@ -242,8 +233,8 @@ export class AccessLog {
   private routeRatios = new Map<string, number>();
   private readonly clock = new LogClock();
   private readonly runs = {
-    client: new ClientRun(),
-    route: new RouteRun(),
+    client: new Run3(clientRun),
+    route: new Run3(routeRun),
     tail: new TailRun(),
   };
   /** When a write error was last reported: a failing disk is reported once a minute. */
