@@ -4,10 +4,16 @@ import { dirname, resolve } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Config, RouteConfig } from './config/types.js';
-import { RequestContext, type ListenerInfo } from './core/context.js';
+import {
+  RequestContext,
+  type ClientRequest,
+  type ListenerInfo,
+  type ResponseWriter,
+} from './core/context.js';
 import { UPGRADE_STATE, type RequestDispatcher, type UpgradeIO } from './core/dispatcher.js';
 import { channels } from './core/events.js';
 import { onceClosed } from './core/http.js';
+import type { QuickRequest, QuickSend } from './core/quick-answer.js';
 import {
   compose,
   type Filter,
@@ -46,6 +52,8 @@ interface CompiledRoute {
   /** The same filters ending in the WebSocket tunnel; null for routes without an upstream. */
   upgradeHandler: Handler | null;
   filters: Filter[];
+  /** The first filter, when it can answer requests at once (Filter.quickAnswer); else null. */
+  quick: Filter | null;
 }
 
 const MAX_REQUEST_ID_LENGTH = 200;
@@ -66,6 +74,26 @@ function publishRequestEnd(this: EndTracked): void {
   channels.requestEnd.publish(ctx);
 }
 
+function noResponseStream(): never {
+  throw new Error('a quick answer has no response stream to write to');
+}
+
+/**
+ * `ctx.res` of a quick answer's context: the loop writes the answer, so there is no stream.
+ * Anything that tries to write is a bug and fails loudly (the runtime then declines the answer).
+ */
+const QUICK_RESPONSE: ResponseWriter = {
+  writeHead: noResponseStream,
+  write: noResponseStream,
+  end: noResponseStream,
+  addTrailers: noResponseStream,
+  once: noResponseStream,
+  destroy: noResponseStream,
+  headersSent: true,
+  writableEnded: true,
+  destroyed: false,
+};
+
 /**
  * Everything built from one config: the router, each route's composed chain, the upstream
  * groups. Built once at load; requests only look things up. A reload builds a new Runtime and
@@ -80,6 +108,8 @@ export class Runtime implements RequestDispatcher {
   private readonly trusted: BlockList | null;
   private readonly log: LogFn;
   private readonly errorPages: ReadonlyMap<number, Buffer> | null;
+  /** Set when some route's first filter can answer at once (RequestDispatcher.quickAnswer). */
+  readonly quickAnswer: RequestDispatcher['quickAnswer'];
 
   constructor(config: Config, deps: RuntimeDeps) {
     this.config = config;
@@ -98,6 +128,7 @@ export class Runtime implements RequestDispatcher {
     const features = [...deps.features].sort((a, b) => a.order - b.order);
     this.routes = config.routes.map((route) => this.compileRoute(route, features, filterDeps));
     this.router = createRouter(this.routes.map((r) => ({ config: r.config, value: r })));
+    this.quickAnswer = this.routes.some((r) => r.quick !== null) ? this.answerQuickly : undefined;
   }
 
   private compileRoute(
@@ -164,10 +195,11 @@ export class Runtime implements RequestDispatcher {
         return upgradeChain(ctx);
       };
     }
-    return { config: route, handler, upgradeHandler, filters };
+    const quick = filters.length > 0 && filters[0].quickAnswer !== undefined ? filters[0] : null;
+    return { config: route, handler, upgradeHandler, filters, quick };
   }
 
-  isTrustedPeer(req: IncomingMessage): boolean {
+  isTrustedPeer(req: Pick<IncomingMessage, 'socket'>): boolean {
     if (this.trusted === null) return false;
     return checkAddress(this.trusted, req.socket.remoteAddress ?? '');
   }
@@ -180,14 +212,7 @@ export class Runtime implements RequestDispatcher {
   ): void {
     const trustedPeer = this.isTrustedPeer(req);
     const clientIp = trustedPeer ? this.clientIpFromForwarded(req) : peerAddress(req);
-    const incomingId = trustedPeer ? req.headers['x-request-id'] : undefined;
-    const requestId =
-      typeof incomingId === 'string' &&
-      incomingId.length <= MAX_REQUEST_ID_LENGTH &&
-      REQUEST_ID_SYNTAX.test(incomingId)
-        ? incomingId
-        : randomUUID();
-    const ctx = new RequestContext(req, res, listener, clientIp, requestId);
+    const ctx = new RequestContext(req, res, listener, clientIp, requestIdFor(req, trustedPeer));
     ctx.errorPages = this.errorPages;
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
     if (channels.requestEnd.hasSubscribers) {
@@ -220,6 +245,52 @@ export class Runtime implements RequestDispatcher {
     }
   }
 
+  /**
+   * What `handle` does for a request that the route's first filter answers at once, without
+   * node's request objects (core/quick-answer.ts): the same context, routing and request events,
+   * the answer written by the loop. Declines (false) before any effect when the route has no such
+   * filter or the filter has no answer.
+   */
+  private readonly answerQuickly = (
+    req: QuickRequest,
+    send: QuickSend,
+    listener: ListenerInfo,
+  ): boolean => {
+    // The context and what reads it here (routing, cache keys, request ids, the access log)
+    // use only the fields a QuickRequest has.
+    const request = req as unknown as ClientRequest;
+    const ctx = new RequestContext(request, QUICK_RESPONSE, listener, '', '');
+    const route = this.router.match({
+      method: ctx.method,
+      host: ctx.host,
+      path: ctx.path,
+      query: ctx.query,
+      headers: req.headers,
+      listener: listener.name,
+    });
+    const quick = route?.quick;
+    if (quick === null || quick === undefined) return false;
+    const trustedPeer = this.isTrustedPeer(request);
+    ctx.clientIp = trustedPeer ? this.clientIpFromForwarded(request) : peerAddress(request);
+    ctx.requestId = requestIdFor(request, trustedPeer);
+    ctx.routeName = route!.config.name;
+    let reply;
+    try {
+      reply = quick.quickAnswer!(ctx);
+    } catch (err) {
+      this.log('error', 'unexpected error while answering a request at once', {
+        route: ctx.routeName,
+        error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      });
+      return false;
+    }
+    if (reply === undefined) return false;
+    if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
+    send(reply);
+    if (channels.requestEnd.hasSubscribers) channels.requestEnd.publish(ctx);
+    return true;
+  };
+
   private onUnexpected(ctx: RequestContext, err: unknown): void {
     this.log('error', 'unexpected error while serving a request', {
       requestId: ctx.requestId,
@@ -236,7 +307,7 @@ export class Runtime implements RequestDispatcher {
    * client. A hop that is not an address (`unknown`, an obfuscated name) ends the walk at the
    * peer. X-Forwarded-For wins when both are present because it is what most proxies append to.
    */
-  private clientIpFromForwarded(req: IncomingMessage): string {
+  private clientIpFromForwarded(req: Pick<IncomingMessage, 'socket' | 'headers'>): string {
     const peer = peerAddress(req);
     if (this.trusted === null) return peer;
     const xff = req.headers['x-forwarded-for'];
@@ -289,7 +360,17 @@ function loadErrorPages(config: Config): ReadonlyMap<number, Buffer> | null {
   return pages;
 }
 
-function peerAddress(req: IncomingMessage): string {
+/** The client's own X-Request-Id when a trusted proxy sent a sane one; a new one otherwise. */
+function requestIdFor(req: Pick<IncomingMessage, 'headers'>, trustedPeer: boolean): string {
+  const incomingId = trustedPeer ? req.headers['x-request-id'] : undefined;
+  return typeof incomingId === 'string' &&
+    incomingId.length <= MAX_REQUEST_ID_LENGTH &&
+    REQUEST_ID_SYNTAX.test(incomingId)
+    ? incomingId
+    : randomUUID();
+}
+
+function peerAddress(req: Pick<IncomingMessage, 'socket'>): string {
   const address = req.socket.remoteAddress ?? '';
   return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
 }

@@ -1,4 +1,5 @@
 import type { RequestContext } from './context.js';
+import type { QuickReply } from './quick-answer.js';
 
 /** The last step of a chain, or what a filter calls to continue. */
 export type Handler = (ctx: RequestContext) => void | Promise<void>;
@@ -12,6 +13,15 @@ export type Handler = (ctx: RequestContext) => void | Promise<void>;
 export interface Filter {
   readonly name: string;
   handle(ctx: RequestContext, next: Handler): void | Promise<void>;
+  /**
+   * For a filter that can answer some requests from memory (a cache): the complete answer to a
+   * GET or HEAD without body, when it has one at once, with the effects `handle` would have for
+   * it (events, ctx.status), or undefined having had none. Asked only when the filter is first
+   * in its route's chain, on HTTP/1.x, before node's request objects exist
+   * (core/quick-answer.ts); `ctx.req` then has only the fields of a QuickRequest, and `ctx.res`
+   * cannot be written to. The reply must be byte for byte what `handle` would write.
+   */
+  quickAnswer?(ctx: RequestContext): QuickReply | undefined;
   /** Called when the config that built this filter is replaced; release timers and pools. */
   close?(): void | Promise<void>;
 }

@@ -15,6 +15,12 @@ import {
   type CloseHookSlots,
   type SerializedHeadResponse,
 } from '../core/http.js';
+import {
+  quickAnswerer,
+  type QuickAnswerServer,
+  type QuickReply,
+  type QuickRequest,
+} from '../core/quick-answer.js';
 
 /**
  * Switchyard's HTTP/1.1 server connection loop: node's own llhttp parser (the binding node:http
@@ -69,6 +75,8 @@ const common = createRequire(import.meta.url)('_http_common') as {
   prepareError: (err: ParseError, parser: Parser, rawPacket: Buffer | undefined) => void;
 };
 const { HTTPParser, methods } = common;
+const METHOD_GET = methods.indexOf('GET');
+const METHOD_HEAD = methods.indexOf('HEAD');
 const kOnMessageBegin = HTTPParser.kOnMessageBegin | 0;
 const kOnHeaders = HTTPParser.kOnHeaders | 0;
 const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
@@ -197,21 +205,33 @@ function endRaw(
     lead === undefined
       ? `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'unknown'}\r\n${fields}`
       : fields;
-  if (res.shouldKeepAlive) {
-    const timeout = res._keepAliveTimeout;
-    head +=
-      timeout > 0
-        ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n\r\n`
-        : 'Connection: keep-alive\r\n\r\n';
-  } else {
-    res._last = true;
-    head += 'Connection: close\r\n\r\n';
-  }
+  if (!res.shouldKeepAlive) res._last = true;
+  head += connectionFields(res.shouldKeepAlive, res._keepAliveTimeout);
   res.statusCode = status;
   res._header = head;
   res._headerSent = true;
   res.finished = true;
   conn.rawPending = res;
+  writeAnswer(socket, lead, head, body, conn.onRawWritten);
+  return true;
+}
+
+/** The loop's own fields that end every head it writes (node's _storeHeader writes the same). */
+function connectionFields(keepAlive: boolean, keepAliveTimeoutMs: number): string {
+  if (!keepAlive) return 'Connection: close\r\n\r\n';
+  return keepAliveTimeoutMs > 0
+    ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeoutMs / 1000)}\r\n\r\n`
+    : 'Connection: keep-alive\r\n\r\n';
+}
+
+/** Writes a complete answer: the encoded start of the head, the rest of it, the body. */
+function writeAnswer(
+  socket: net.Socket,
+  lead: Buffer | undefined,
+  head: string,
+  body: Buffer | undefined,
+  written: (() => void) | undefined,
+): void {
   const leadLength = lead === undefined ? 0 : lead.length;
   const bodyLength = body === undefined ? 0 : body.length;
   if (bodyLength <= COPY_INTO_HEAD_MAX) {
@@ -221,15 +241,49 @@ function endRaw(
     if (lead !== undefined) out.set(lead, 0);
     const headEnd = leadLength + out.write(head, leadLength, 'latin1');
     if (body !== undefined) out.set(body, headEnd);
-    socket.write(out, conn.onRawWritten);
-    return true;
+    socket.write(out, written);
+    return;
   }
   socket.cork();
   if (lead !== undefined) socket.write(lead);
   socket.write(head, 'latin1');
-  socket.write(body!, conn.onRawWritten);
+  socket.write(body!, written);
   socket.uncork();
-  return true;
+}
+
+/**
+ * The request a quick answerer is offered (core/quick-answer.ts), or null when it must take the
+ * usual path: a body, Expect, a missing Host, or a repeated field (node's rules for joining one
+ * live in IncomingMessage; a name that Object.prototype has counts as repeated here).
+ */
+function quickRequestOf(
+  socket: net.Socket,
+  versionMajor: number,
+  versionMinor: number,
+  rawHeaders: string[],
+  method: string,
+  url: string,
+  requireHost: boolean,
+): QuickRequest | null {
+  const headers: Record<string, string> = {};
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    if (headers[name] !== undefined) return null;
+    headers[name] = rawHeaders[i + 1];
+  }
+  if (announcesBody(headers) || headers.expect !== undefined) return null;
+  if (requireHost && versionMinor === 1 && headers.host === undefined) return null;
+  return {
+    method,
+    url,
+    headers,
+    rawHeaders,
+    httpVersion: versionMinor === 1 ? '1.1' : `${versionMajor}.${versionMinor}`,
+    httpVersionMajor: versionMajor,
+    httpVersionMinor: versionMinor,
+    socket,
+    complete: true,
+  };
 }
 
 /** Bodies up to this size leave with their head in one copied buffer (endRaw). */
@@ -276,6 +330,8 @@ class Connection {
   private afterResponses: (() => void) | null = null;
   /** The response whose serialized-head write (endRaw) has not completed yet. */
   rawPending: Outgoing | null = null;
+  /** Whether the request being offered to the quick answerer may keep the connection. */
+  private quickKeepAlive = false;
 
   constructor(engine: Http1Engine, server: EngineServer, socket: EngineSocket) {
     this.engine = engine;
@@ -304,6 +360,19 @@ class Connection {
       parser.consume(handle);
     }
   }
+
+  /** Writes a quick answer: the request never became an IncomingMessage. */
+  private readonly sendQuick = (reply: QuickReply): void => {
+    const socket = this.socket;
+    const keepAlive = this.quickKeepAlive;
+    const head = reply.fields + connectionFields(keepAlive, this.server.keepAliveTimeout);
+    writeAnswer(socket, reply.lead, head, reply.body, undefined);
+    if (!keepAlive) {
+      // As after a response marked last: nothing more is served, the socket ends once flushed.
+      this.failed = true;
+      (socket as net.Socket & { destroySoon?: () => void }).destroySoon?.();
+    }
+  };
 
   /** As node's onFinish for end(): 'finish' once the bytes are with the socket. */
   readonly onRawWritten = (): void => {
@@ -348,6 +417,35 @@ class Connection {
     // After an error or a timeout nothing more is served on this connection.
     if (this.failed) return 0;
     const socket = this.socket;
+    const server = this.server;
+    const answerer = (server as QuickAnswerServer)[quickAnswerer];
+    if (
+      answerer !== undefined &&
+      (method === METHOD_GET || method === METHOD_HEAD) &&
+      !upgrade &&
+      versionMajor === 1 &&
+      // Nothing owed on the connection: a quick answer goes out at once, so it must be next.
+      this.incoming.length === 0 &&
+      this.rawPending === null &&
+      !socket._httpMessage &&
+      this.afterResponses === null &&
+      !socket.writableNeedDrain
+    ) {
+      const quick = quickRequestOf(
+        socket,
+        versionMajor,
+        versionMinor,
+        headers,
+        methods[method],
+        url,
+        server.requireHostHeader,
+      );
+      if (quick !== null) {
+        this.quickKeepAlive = shouldKeepAlive;
+        this.headersDone = true;
+        if (answerer(quick, this.sendQuick)) return 0;
+      }
+    }
     const req = new http.IncomingMessage(socket) as Incoming;
     req.httpVersionMajor = versionMajor;
     req.httpVersionMinor = versionMinor;
@@ -358,7 +456,6 @@ class Connection {
     req.method = methods[method];
     this.current = req;
     this.headersDone = true;
-    const server = this.server;
     if (upgrade) {
       req.upgrade = req.method === 'CONNECT' || server.listenerCount('upgrade') > 0;
       // 2: no body follows; onExecute hands the socket over.

@@ -7,6 +7,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * thing to Switchyard and another to an upstream.
  */
 
+/** What the checks read of a request: node's IncomingMessage, or a quick answer's request. */
+export type CheckedRequest = Pick<
+  IncomingMessage,
+  'httpVersionMajor' | 'httpVersionMinor' | 'url' | 'method' | 'headers' | 'rawHeaders'
+>;
+
 export interface Rejection {
   status: number;
   text: string;
@@ -20,7 +26,7 @@ const VERSION_NOT_SUPPORTED: Rejection = { status: 505, text: 'HTTP Version Not 
  * Checks one request's framing and headers. Returns why it is refused, or null. Called once per
  * request before anything else sees it; cheap for ordinary requests (a few property reads).
  */
-export function checkRequest(req: IncomingMessage): Rejection | null {
+export function checkRequest(req: CheckedRequest): Rejection | null {
   // HTTP/2 requests come from the http2 side (they carry their stream); an HTTP/1 request line
   // that merely claims 2.0 (llhttp accepts it) is not one.
   if (req.httpVersionMajor === 2 ? !('stream' in req) : req.httpVersionMajor !== 1)
@@ -111,7 +117,7 @@ export function normalizePath(path: string): string | null {
  * router and the proxy see the same thing. Absolute-form (`GET http://host/x`) is accepted as
  * RFC 9112 §3.2.2 asks, with its authority replacing Host. Returns a rejection or null.
  */
-export function normalizeTarget(req: IncomingMessage): Rejection | null {
+export function normalizeTarget(req: CheckedRequest): Rejection | null {
   let url = req.url ?? '/';
   if (url[0] !== '/') {
     if (url === '*' && req.method === 'OPTIONS') return null;

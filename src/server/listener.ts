@@ -5,6 +5,12 @@ import type { ListenerConfig } from '../config/types.js';
 import type { ListenerInfo } from '../core/context.js';
 import type { RequestDispatcher } from '../core/dispatcher.js';
 import { announcesBody, onceClosed } from '../core/http.js';
+import {
+  quickAnswerer,
+  type QuickAnswerServer,
+  type QuickRequest,
+  type QuickSend,
+} from '../core/quick-answer.js';
 import { acceptUpgrade, createListenerServer } from './http2.js';
 import {
   BodyRateGuard,
@@ -92,6 +98,7 @@ export class Listener {
     this.server.on('clientError', this.onClientError);
     this.server.on('upgrade', this.onUpgrade);
     this.server.on('connect', this.onConnect);
+    (this.server as QuickAnswerServer)[quickAnswerer] = this.quickAnswer;
     this.bodyRate = new BodyRateGuard(
       limits.minBodyRate ?? DEFAULT_MIN_BODY_RATE,
       limits.headersTimeoutMs,
@@ -162,6 +169,26 @@ export class Listener {
       if (left <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, left);
     });
+  };
+
+  /**
+   * A plain GET or HEAD offered by the HTTP/1.1 loop before it makes node's request objects
+   * (core/quick-answer.ts): the same checks as onRequest, then the dispatcher's quick answer.
+   * Anything those checks would answer themselves (a refusal, ACME, a draining listener that
+   * must say Connection: close) is declined, and onRequest does it.
+   */
+  private readonly quickAnswer = (req: QuickRequest, send: QuickSend): boolean => {
+    if (this.draining) return false;
+    const dispatcher = this.hooks.dispatcher();
+    if (dispatcher.quickAnswer === undefined) return false;
+    if (checkRequest(req) !== null || normalizeTarget(req) !== null) return false;
+    if (
+      this.hooks.acmeChallenge !== undefined &&
+      this.info.scheme === 'http' &&
+      req.url.startsWith(ACME_CHALLENGE_PREFIX)
+    )
+      return false;
+    return dispatcher.quickAnswer(req, send, this.info);
   };
 
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {

@@ -1,0 +1,60 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+
+/**
+ * Quick answers: a GET or HEAD whose whole answer is already in memory (a fresh cache hit) is
+ * answered from inside the HTTP/1.1 loop's parser callback, before node's IncomingMessage and
+ * ServerResponse exist. Those two streams, their events and the ticks between them are most of
+ * what such a request costs in JavaScript; the answer itself is one write of ready bytes.
+ *
+ * The loop offers every plain request (GET or HEAD, no body, no Expect, no repeated field, no
+ * response still owed on the connection) to the server's answerer; the listener and the runtime
+ * make the same checks, routing and events as for any request, and ask the route's first filter.
+ * Whoever declines, at any step, leaves the request to the usual path, which then does all of it
+ * again with node's objects: a quick answer must be byte for byte what that path would write.
+ */
+
+/**
+ * The request as the loop parsed it: the fields of node's IncomingMessage that the listener's
+ * checks, routing, request ids, cache keys and the access log read. Not a stream: there is no
+ * body, and nothing may listen for events on it.
+ */
+export interface QuickRequest {
+  readonly method: string;
+  /** The request target; the listener's normalisation may rewrite it, as it does req.url. */
+  url: string;
+  /** Lowercased names, one string each (a request with a repeated field is not offered). */
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: string[];
+  readonly httpVersion: string;
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  readonly socket: Socket;
+  readonly complete: true;
+}
+
+/**
+ * A complete answer: `lead` is the start of the head already encoded (status line and the fields
+ * that never change), `fields` the rest as `name: value\r\n` lines, checked against RFC 9110's
+ * field syntax, with Content-Length and without Connection. The loop adds Connection and
+ * Keep-Alive as it does for every response.
+ */
+export interface QuickReply {
+  status: number;
+  lead: Buffer;
+  fields: string;
+  body: Buffer | undefined;
+}
+
+/** Writes a reply on the request's connection, at once. */
+export type QuickSend = (reply: QuickReply) => void;
+
+/** Answers `req` with `send` and returns true, or returns false having written nothing. */
+export type QuickAnswerer = (req: QuickRequest, send: QuickSend) => boolean;
+
+/** Where an HTTP/1.1 loop's server object keeps its answerer (set by the listener). */
+export const quickAnswerer = Symbol('switchyard.quickAnswerer');
+
+export interface QuickAnswerServer {
+  [quickAnswerer]?: QuickAnswerer;
+}
