@@ -12,6 +12,7 @@ import { errorBody } from '../../core/errors.js';
 import { channels } from '../../core/events.js';
 import { endWithSerializedHead, type SerializedHeadResponse } from '../../core/http.js';
 import type { Filter, FilterDeps, FilterFactory, Handler } from '../../core/filter.js';
+import type { QuickReply } from '../../core/quick-answer.js';
 import {
   CacheEngines,
   createInflight,
@@ -182,6 +183,12 @@ function hitTemplate(meta: ResponseMeta, bodyLength: number): HitTemplate {
   return template;
 }
 
+/** The per-request fields of a hit written after its template's lead. */
+function hitFields(meta: ResponseMeta, now: number, requestId: string): string {
+  const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
+  return `age: ${age > 0 ? age : 0}\r\nx-request-id: ${requestId}\r\n`;
+}
+
 /** A head hook for responses the cache forwards without storing. */
 function forwardedHook(fwd: string): ResponseHeadHook {
   const ours = `switchyard; fwd=${fwd}`;
@@ -254,6 +261,8 @@ class CacheFilter implements Filter, WriterHost {
   private readonly missHook = forwardedHook('miss');
   private readonly unsafeHook: ResponseHeadHook;
   private closed = false;
+  /** Filter.quickAnswer, for stores that hold records in memory (CacheStore.getNow). */
+  readonly quickAnswer?: (ctx: RequestContext) => QuickReply | undefined;
 
   constructor(
     settings: RouteSettings,
@@ -275,7 +284,49 @@ class CacheFilter implements Filter, WriterHost {
       methodHook(ctx, head);
       if (head.status >= 200 && head.status < 400) this.invalidateAfterUnsafe(ctx, head.headers);
     };
+    if (engine.store.getNow !== undefined) this.quickAnswer = this.answerFreshHit;
   }
+
+  /**
+   * Filter.quickAnswer: a fresh hit, held in memory, for a request with nothing that could
+   * change its answer (request directives, preconditions, a conditional or Range request). It
+   * is what serveHit writes on its one-write path, with the same effects; anything else is
+   * left to `handle`.
+   */
+  private readonly answerFreshHit = (ctx: RequestContext): QuickReply | undefined => {
+    const h = ctx.req.headers;
+    if (
+      h['cache-control'] !== undefined ||
+      h.pragma !== undefined ||
+      h.range !== undefined ||
+      h['if-none-match'] !== undefined ||
+      h['if-modified-since'] !== undefined ||
+      h['if-match'] !== undefined ||
+      h['if-unmodified-since'] !== undefined
+    )
+      return undefined;
+    const store = this.engine.store;
+    const baseKey = this.key(ctx, 'GET', ctx.path, ctx.query);
+    let record = store.getNow!(baseKey);
+    if (record !== undefined && record.meta.kind === 'vary')
+      record = store.getNow!(variantKey(baseKey, record.meta.vary, h));
+    if (record === undefined || record.meta.kind !== 'response') return undefined;
+    const meta = record.meta;
+    const body = record.body;
+    const now = Date.now();
+    if (meta.noCache || !(meta.initialAge + (now - meta.responseTime) / 1000 < meta.lifetime))
+      return undefined;
+    const lead = hitTemplate(meta, body.length).lead;
+    if (lead === null) return undefined;
+    this.emit(ctx, 'hit', false);
+    ctx.status = meta.status;
+    return {
+      status: meta.status,
+      lead,
+      fields: hitFields(meta, now, ctx.requestId),
+      body: ctx.method === 'HEAD' || body.length === 0 ? undefined : body,
+    };
+  };
 
   handle(ctx: RequestContext, next: Handler): void | Promise<void> {
     const method = ctx.method;
@@ -605,7 +656,6 @@ class CacheFilter implements Filter, WriterHost {
       this.serveEntry(ctx, out, ctx.responseHeadHooks, meta, body, 'hit', 'hit');
       return;
     }
-    const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
     const template = hitTemplate(meta, body.length);
     this.emit(ctx, 'hit', false);
     ctx.status = meta.status;
@@ -614,15 +664,10 @@ class CacheFilter implements Filter, WriterHost {
     if (
       template.lead !== null &&
       raw !== undefined &&
-      raw.call(
-        out,
-        meta.status,
-        `age: ${age > 0 ? age : 0}\r\nx-request-id: ${ctx.requestId}\r\n`,
-        payload,
-        template.lead,
-      )
+      raw.call(out, meta.status, hitFields(meta, now, ctx.requestId), payload, template.lead)
     )
       return;
+    const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
     const head = template.list.slice();
     const end = head.length;
     if (age > 0) head[end - AGE_FROM_END] = String(age);

@@ -64,6 +64,12 @@ export type MaybePromise<T> = T | Promise<T>;
 export interface CacheStore {
   readonly kind: string;
   get(key: string): MaybePromise<CacheRecord | undefined>;
+  /**
+   * The record if this process holds it in memory, at once and without I/O (as `get`, expired
+   * records dropped). Only stores that keep records in memory have it: it is what lets a hit be
+   * answered before node's request objects exist (core/quick-answer.ts).
+   */
+  getNow?(key: string): CacheRecord | undefined;
   set(key: string, record: CacheRecord): Promise<void>;
   delete(key: string): Promise<void>;
   /** Deletes every record whose meta matches; resolves with how many. */

@@ -26,6 +26,10 @@ export class MemoryStore implements CacheStore {
     return record;
   }
 
+  getNow(key: string): CacheRecord | undefined {
+    return this.get(key);
+  }
+
   async set(key: string, record: CacheRecord): Promise<void> {
     this.lru.set(key, record);
   }

@@ -1,0 +1,280 @@
+// Quick answers (core/quick-answer.ts): a fresh cache hit held in memory is answered inside the
+// HTTP/1.1 loop, before node's IncomingMessage and ServerResponse exist. These tests count the
+// requests that became an IncomingMessage on the proxy's port, so each one fails if hits take
+// the usual path, or if a request that must take it (a conditional, a Range, a pipelined hit
+// behind a slow miss, another filter first, a disk store) does not. Answers are compared byte
+// for byte with the usual path's, and the access log and metrics must see quick hits too.
+import { test, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startOrigin, startProxy, request } from './helpers.mjs';
+
+const cleanups = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+// Requests that became node's IncomingMessage, by the local port they arrived on.
+const usualPath = new Map();
+const addHeaderLines = http.IncomingMessage.prototype._addHeaderLines;
+http.IncomingMessage.prototype._addHeaderLines = function (...args) {
+  const port = this.socket?.localPort;
+  usualPath.set(port, (usualPath.get(port) ?? 0) + 1);
+  return addHeaderLines.apply(this, args);
+};
+const usual = (port) => usualPath.get(port) ?? 0;
+
+/** Writes `bytes` on a new connection; collects the answer until `done(text)` or close. */
+async function exchange(port, bytes, done = () => false) {
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let text = '';
+  let closed = false;
+  const finished = new Promise((resolve) => {
+    socket.on('data', (c) => {
+      text += c.toString('latin1');
+      if (done(text)) resolve();
+    });
+    socket.on('close', () => {
+      closed = true;
+      resolve();
+    });
+  });
+  socket.write(bytes);
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  await finished;
+  clearTimeout(timer);
+  socket.destroy();
+  return { text, closed };
+}
+
+const get = (path, fields = '', version = '1.1', method = 'GET') =>
+  `${method} ${path} HTTP/${version}\r\nHost: x\r\n${fields}\r\n`;
+const endsWith = (suffix) => (t) => t.endsWith(suffix);
+const field = (text, name) =>
+  new RegExp(`\\r\\n${name}: ([^\\r]*)\\r\\n`, 'i').exec(text)?.[1] ?? null;
+
+let originRequests = 0;
+async function origin() {
+  const o = await startOrigin((req, res) => {
+    originRequests++;
+    if (req.url === '/slow') {
+      setTimeout(() => res.writeHead(200, { 'cache-control': 'no-store' }).end('slow'), 150);
+      return;
+    }
+    if (req.url === '/lang') {
+      const lang = req.headers['accept-language'] ?? 'none';
+      res.writeHead(200, {
+        'cache-control': 'max-age=600',
+        vary: 'Accept-Language',
+        'content-length': lang.length,
+      });
+      res.end(lang);
+      return;
+    }
+    const headers = {
+      'content-type': 'text/plain',
+      'cache-control': 'max-age=600',
+      etag: '"v1"',
+      'content-length': 6,
+    };
+    if (req.headers['if-none-match'] === '"v1"') {
+      res.writeHead(304, headers).end();
+      return;
+    }
+    res.writeHead(200, headers).end('stored');
+  });
+  cleanups.push(o.close);
+  return o;
+}
+
+async function proxy(o, extra = '', routeExtra = '') {
+  const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${o.url}" }] } }
+routes: [{ name: cached, upstream: app, cache: true${routeExtra} }]
+${extra}
+`);
+  cleanups.push(p.close);
+  return p;
+}
+
+describe('quick answers', () => {
+  test('a fresh hit never becomes an IncomingMessage and is byte for byte the usual path’s answer', async () => {
+    const p = await proxy(await origin());
+    const miss = await exchange(p.port, get('/plain'), endsWith('stored'));
+    assert.match(miss.text, /cache-status: switchyard; fwd=miss; stored/);
+    assert.equal(usual(p.port), 1);
+
+    const quick = await exchange(p.port, get('/plain'), endsWith('stored'));
+    assert.equal(usual(p.port), 1, 'the hit took the usual path');
+    // A repeated field is left to node's rules for joining it: the usual path, same answer.
+    const slow = await exchange(p.port, get('/plain', 'X-A: 1\r\nX-A: 2\r\n'), endsWith('stored'));
+    assert.equal(usual(p.port), 2);
+    const same = (t) =>
+      t.replace(/x-request-id: [^\r]+/, 'x-request-id: ID').replace(/age: \d+/, 'age: N');
+    assert.equal(same(quick.text), same(slow.text));
+    assert.match(quick.text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(
+      quick.text,
+      /\r\ncache-status: switchyard; hit\r\nage: \d+\r\nx-request-id: [0-9a-f-]{36}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=\d+\r\n\r\nstored$/,
+    );
+
+    const head = await exchange(p.port, get('/plain', '', '1.1', 'HEAD'), endsWith('\r\n\r\n'));
+    assert.equal(usual(p.port), 2, 'HEAD of a stored GET took the usual path');
+    assert.equal(field(head.text, 'content-length'), '6');
+    assert.match(head.text, /\r\n\r\n$/);
+  });
+
+  test('Connection: close and HTTP/1.0 get their hit, then the connection ends', async () => {
+    const p = await proxy(await origin());
+    await exchange(p.port, get('/plain'), endsWith('stored'));
+    const before = usual(p.port);
+    for (const bytes of [get('/plain', 'Connection: close\r\n'), get('/plain', '', '1.0')]) {
+      const { text, closed } = await exchange(p.port, bytes);
+      assert.match(
+        text,
+        /cache-status: switchyard; hit\r\n[\s\S]*\r\nConnection: close\r\n\r\nstored$/,
+      );
+      assert.equal(closed, true);
+    }
+    assert.equal(usual(p.port), before);
+  });
+
+  test('requests that could change the answer take the usual path and get it', async () => {
+    const p = await proxy(await origin());
+    await exchange(p.port, get('/plain'), endsWith('stored'));
+    const cases = [
+      ['Range: bytes=0-1\r\n', /^HTTP\/1\.1 206 [\s\S]*\r\n\r\nst$/, (t) => t.endsWith('st')],
+      ['If-None-Match: "v1"\r\n', /^HTTP\/1\.1 304 /, endsWith('\r\n\r\n')],
+      ['Cache-Control: no-cache\r\n', /^HTTP\/1\.1 200 [\s\S]*stored$/, endsWith('stored')],
+      ['Pragma: no-cache\r\n', /^HTTP\/1\.1 200 [\s\S]*stored$/, endsWith('stored')],
+      ['Content-Length: 3\r\n\r\nabc', /^HTTP\/1\.1 200 [\s\S]*stored$/, endsWith('stored')],
+    ];
+    for (const [fields, expected, done] of cases) {
+      const before = usual(p.port);
+      const bytes = fields.includes('\r\n\r\n')
+        ? `GET /plain HTTP/1.1\r\nHost: x\r\n${fields}`
+        : get('/plain', fields);
+      const { text } = await exchange(p.port, bytes, done);
+      assert.match(text, expected, fields);
+      assert.equal(usual(p.port), before + 1, `${fields.trim()} did not take the usual path`);
+    }
+  });
+
+  test('a hit pipelined behind a response still on its way waits for it', async () => {
+    const p = await proxy(await origin());
+    await exchange(p.port, get('/plain'), endsWith('stored'));
+    const before = usual(p.port);
+    const { text } = await exchange(p.port, get('/slow') + get('/plain'), endsWith('stored'));
+    assert.match(
+      text,
+      /^HTTP\/1\.1 200 [\s\S]*\r\nslow\r\n0\r\n\r\nHTTP\/1\.1 200 [\s\S]*hit[\s\S]*stored$/,
+    );
+    assert.equal(usual(p.port), before + 2);
+  });
+
+  test('targets are normalised first: dot segments and absolute-form find the stored hit', async () => {
+    const p = await proxy(await origin());
+    await exchange(p.port, get('/plain'), endsWith('stored'));
+    const before = usual(p.port);
+    const asked = originRequests;
+    for (const bytes of [get('/x/../plain'), 'GET http://x/plain HTTP/1.1\r\nHost: y\r\n\r\n']) {
+      const { text } = await exchange(p.port, bytes, endsWith('stored'));
+      assert.match(text, /cache-status: switchyard; hit\r\n/, bytes);
+    }
+    assert.equal(usual(p.port), before);
+    assert.equal(originRequests, asked);
+  });
+
+  test('Vary: each request gets its own variant', async () => {
+    const p = await proxy(await origin());
+    for (const lang of ['en', 'fr'])
+      await exchange(p.port, get('/lang', `Accept-Language: ${lang}\r\n`), endsWith(lang));
+    const before = usual(p.port);
+    for (const lang of ['fr', 'en', 'fr']) {
+      const { text } = await exchange(
+        p.port,
+        get('/lang', `Accept-Language: ${lang}\r\n`),
+        endsWith(lang),
+      );
+      assert.match(
+        text,
+        new RegExp(`cache-status: switchyard; hit\\r\\n[\\s\\S]*\\r\\n\\r\\n${lang}$`),
+      );
+    }
+    assert.equal(usual(p.port), before);
+  });
+
+  test('a trusted proxy’s X-Request-Id is kept on a quick hit', async () => {
+    const p = await proxy(await origin(), 'trustedProxies: [127.0.0.1]');
+    await exchange(p.port, get('/plain'), endsWith('stored'));
+    const before = usual(p.port);
+    const { text } = await exchange(
+      p.port,
+      get('/plain', 'X-Request-Id: from-edge-7\r\n'),
+      endsWith('stored'),
+    );
+    assert.equal(field(text, 'x-request-id'), 'from-edge-7');
+    assert.equal(usual(p.port), before);
+  });
+
+  test('another filter first, or a store that reads from disk, keeps the usual path (and still hits)', async () => {
+    const o = await origin();
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-quick-'));
+    const filtered = await proxy(o, '', ', ipFilter: { allow: [127.0.0.0/8] }');
+    const disk = await proxy(o, `cache: { store: disk, path: ${JSON.stringify(dir)} }`);
+    for (const p of [filtered, disk]) {
+      await exchange(p.port, get('/plain'), endsWith('stored'));
+      const before = usual(p.port);
+      const { text } = await exchange(p.port, get('/plain'), endsWith('stored'));
+      assert.match(text, /cache-status: switchyard; hit\r\n/);
+      assert.equal(usual(p.port), before + 1);
+    }
+  });
+
+  test('quick hits are logged and counted like any other request, bytes exact', async () => {
+    const o = await origin();
+    const logPath = join(mkdtempSync(join(tmpdir(), 'switchyard-quick-')), 'access.log');
+    const p = await proxy(
+      o,
+      `accessLog: { format: json, output: ${JSON.stringify(logPath)} }\nadmin: { address: "127.0.0.1:0" }`,
+    );
+    // One kept-alive connection: a miss, then two hits.
+    const socket = net.connect(p.port, '127.0.0.1');
+    await once(socket, 'connect');
+    let text = '';
+    socket.on('data', (c) => (text += c.toString('latin1')));
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      const start = text.length;
+      socket.write(get('/plain'));
+      while (!text.endsWith('stored') || text.length === start) await once(socket, 'data');
+      answers.push(text.slice(start));
+    }
+    socket.destroy();
+    assert.equal(usual(p.port), 1);
+    const metrics = (await request(`${p.proxy.adminUrl()}/metrics`)).text;
+    assert.match(metrics, /switchyard_cache_requests_total\{result="hit"\} 2\n/);
+    assert.match(metrics, /switchyard_active_requests 0\n/);
+    await p.close();
+    const lines = readFileSync(logPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(lines.length, 3);
+    lines.forEach((line, i) => {
+      assert.equal(line.status, 200);
+      assert.equal(line.route, 'cached');
+      assert.equal(line.cache, i === 0 ? 'miss' : 'hit');
+      assert.equal(line.bytesIn, Buffer.byteLength(get('/plain')));
+      assert.equal(line.bytesOut, answers[i].length);
+      assert.equal(line.requestId, field(answers[i], 'x-request-id'));
+    });
+  });
+});
