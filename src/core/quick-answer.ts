@@ -49,8 +49,16 @@ export interface QuickReply {
 /** Writes a reply on the request's connection, at once. */
 export type QuickSend = (reply: QuickReply) => void;
 
-/** Answers `req` with `send` and returns true, or returns false having written nothing. */
-export type QuickAnswerer = (req: QuickRequest, send: QuickSend) => boolean;
+/** What the loop asks (the listener). */
+export interface QuickAnswerer {
+  /**
+   * Whether any request could be answered at once now (the current config has a route that
+   * can). Read before the loop builds a QuickRequest, so other configs pay one property read.
+   */
+  readonly quickReady: boolean;
+  /** Answers `req` with `send` and returns true, or returns false having written nothing. */
+  quickAnswer(req: QuickRequest, send: QuickSend): boolean;
+}
 
 /** Where an HTTP/1.1 loop's server object keeps its answerer (set by the listener). */
 export const quickAnswerer = Symbol('switchyard.quickAnswerer');

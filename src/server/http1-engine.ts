@@ -421,6 +421,7 @@ class Connection {
     const answerer = (server as QuickAnswerServer)[quickAnswerer];
     if (
       answerer !== undefined &&
+      answerer.quickReady &&
       (method === METHOD_GET || method === METHOD_HEAD) &&
       !upgrade &&
       versionMajor === 1 &&
@@ -443,7 +444,7 @@ class Connection {
       if (quick !== null) {
         this.quickKeepAlive = shouldKeepAlive;
         this.headersDone = true;
-        if (answerer(quick, this.sendQuick)) return 0;
+        if (answerer.quickAnswer(quick, this.sendQuick)) return 0;
       }
     }
     const req = new http.IncomingMessage(socket) as Incoming;

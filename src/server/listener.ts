@@ -7,6 +7,7 @@ import type { RequestDispatcher } from '../core/dispatcher.js';
 import { announcesBody, onceClosed } from '../core/http.js';
 import {
   quickAnswerer,
+  type QuickAnswerer,
   type QuickAnswerServer,
   type QuickRequest,
   type QuickSend,
@@ -47,7 +48,7 @@ const CLIENT_ERROR_STATUS: Record<string, [number, string]> = {
  * An HTTP/1.1 listener: node:http with the configured limits, connection caps (total and per
  * client address), clean answers to malformed requests, and graceful draining for shutdown.
  */
-export class Listener {
+export class Listener implements QuickAnswerer {
   config: ListenerConfig;
   info: ListenerInfo;
   readonly server: http.Server;
@@ -98,7 +99,7 @@ export class Listener {
     this.server.on('clientError', this.onClientError);
     this.server.on('upgrade', this.onUpgrade);
     this.server.on('connect', this.onConnect);
-    (this.server as QuickAnswerServer)[quickAnswerer] = this.quickAnswer;
+    (this.server as QuickAnswerServer)[quickAnswerer] = this;
     this.bodyRate = new BodyRateGuard(
       limits.minBodyRate ?? DEFAULT_MIN_BODY_RATE,
       limits.headersTimeoutMs,
@@ -171,16 +172,20 @@ export class Listener {
     });
   };
 
+  /** QuickAnswerer: the current config has a route that can answer at once. */
+  get quickReady(): boolean {
+    return !this.draining && this.hooks.dispatcher().quickAnswer !== undefined;
+  }
+
   /**
    * A plain GET or HEAD offered by the HTTP/1.1 loop before it makes node's request objects
    * (core/quick-answer.ts): the same checks as onRequest, then the dispatcher's quick answer.
    * Anything those checks would answer themselves (a refusal, ACME, a draining listener that
    * must say Connection: close) is declined, and onRequest does it.
    */
-  private readonly quickAnswer = (req: QuickRequest, send: QuickSend): boolean => {
-    if (this.draining) return false;
+  quickAnswer(req: QuickRequest, send: QuickSend): boolean {
     const dispatcher = this.hooks.dispatcher();
-    if (dispatcher.quickAnswer === undefined) return false;
+    if (this.draining || dispatcher.quickAnswer === undefined) return false;
     if (checkRequest(req) !== null || normalizeTarget(req) !== null) return false;
     if (
       this.hooks.acmeChallenge !== undefined &&
@@ -189,7 +194,7 @@ export class Listener {
     )
       return false;
     return dispatcher.quickAnswer(req, send, this.info);
-  };
+  }
 
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     this.activeRequests++;
