@@ -272,7 +272,6 @@ export class Runtime implements RequestDispatcher {
     if (quick === null || quick === undefined) return false;
     const trustedPeer = this.isTrustedPeer(request);
     ctx.clientIp = trustedPeer ? this.clientIpFromForwarded(request) : peerAddress(request);
-    ctx.requestId = requestIdFor(request, trustedPeer);
     ctx.routeName = route!.config.name;
     let reply;
     try {
@@ -285,6 +284,9 @@ export class Runtime implements RequestDispatcher {
       return false;
     }
     if (reply === undefined) return false;
+    // Made only now: a declined request gets its id on the usual path.
+    ctx.requestId = requestIdFor(request, trustedPeer);
+    reply.fields += `x-request-id: ${ctx.requestId}\r\n`;
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
     send(reply);
     if (channels.requestEnd.hasSubscribers) channels.requestEnd.publish(ctx);

@@ -36,8 +36,9 @@ export interface QuickRequest {
 /**
  * A complete answer: `lead` is the start of the head already encoded (status line and the fields
  * that never change), `fields` the rest as `name: value\r\n` lines, checked against RFC 9110's
- * field syntax, with Content-Length and without Connection. The loop adds Connection and
- * Keep-Alive as it does for every response.
+ * field syntax, with Content-Length and without Connection. A filter's reply has no
+ * X-Request-Id: the runtime gives the request its id only once there is an answer, and adds the
+ * field last, as it does to every response. The loop adds Connection and Keep-Alive.
  */
 export interface QuickReply {
   status: number;

@@ -252,6 +252,35 @@ function writeAnswer(
 }
 
 /**
+ * A field name lowercased. The names most requests carry, as clients write them, map to
+ * constants, as node's own matchKnownFields does: no new string, and the constant is already
+ * the internalized key a property store wants (a lowercased copy must be hashed and looked up).
+ */
+function fieldName(name: string): string {
+  switch (name.length) {
+    case 4:
+      if (name === 'Host' || name === 'host') return 'host';
+      break;
+    case 6:
+      if (name === 'Accept' || name === 'accept') return 'accept';
+      if (name === 'Cookie' || name === 'cookie') return 'cookie';
+      break;
+    case 7:
+      if (name === 'Referer' || name === 'referer') return 'referer';
+      break;
+    case 10:
+      if (name === 'User-Agent' || name === 'user-agent') return 'user-agent';
+      if (name === 'Connection' || name === 'connection') return 'connection';
+      break;
+    case 15:
+      if (name === 'Accept-Encoding' || name === 'accept-encoding') return 'accept-encoding';
+      if (name === 'Accept-Language' || name === 'accept-language') return 'accept-language';
+      break;
+  }
+  return name.toLowerCase();
+}
+
+/**
  * The request a quick answerer is offered (core/quick-answer.ts), or null when it must take the
  * usual path: a body, Expect, a missing Host, or a repeated field (node's rules for joining one
  * live in IncomingMessage; a name that Object.prototype has counts as repeated here).
@@ -267,7 +296,7 @@ function quickRequestOf(
 ): QuickRequest | null {
   const headers: Record<string, string> = {};
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i].toLowerCase();
+    const name = fieldName(rawHeaders[i]);
     if (headers[name] !== undefined) return null;
     headers[name] = rawHeaders[i + 1];
   }
@@ -419,6 +448,7 @@ class Connection {
     const socket = this.socket;
     const server = this.server;
     const answerer = (server as QuickAnswerServer)[quickAnswerer];
+    let quick: QuickRequest | null = null;
     if (
       answerer !== undefined &&
       answerer.quickReady &&
@@ -432,7 +462,7 @@ class Connection {
       this.afterResponses === null &&
       !socket.writableNeedDrain
     ) {
-      const quick = quickRequestOf(
+      quick = quickRequestOf(
         socket,
         versionMajor,
         versionMinor,
@@ -454,6 +484,9 @@ class Connection {
     req.url = url;
     req.upgrade = upgrade;
     req._addHeaderLines(headers, headers.length);
+    // A request offered and declined: its fields are built already, and with no field repeated
+    // they are the object node would build from the same lines (it builds it lazily).
+    if (quick !== null) req.headers = quick.headers;
     req.method = methods[method];
     this.current = req;
     this.headersDone = true;

@@ -183,10 +183,10 @@ function hitTemplate(meta: ResponseMeta, bodyLength: number): HitTemplate {
   return template;
 }
 
-/** The per-request fields of a hit written after its template's lead. */
-function hitFields(meta: ResponseMeta, now: number, requestId: string): string {
+/** A hit's Age field, the first written after its template's lead. */
+function ageField(meta: ResponseMeta, now: number): string {
   const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
-  return `age: ${age > 0 ? age : 0}\r\nx-request-id: ${requestId}\r\n`;
+  return `age: ${age > 0 ? age : 0}\r\n`;
 }
 
 /** A head hook for responses the cache forwards without storing. */
@@ -323,7 +323,7 @@ class CacheFilter implements Filter, WriterHost {
     return {
       status: meta.status,
       lead,
-      fields: hitFields(meta, now, ctx.requestId),
+      fields: ageField(meta, now),
       body: ctx.method === 'HEAD' || body.length === 0 ? undefined : body,
     };
   };
@@ -664,7 +664,13 @@ class CacheFilter implements Filter, WriterHost {
     if (
       template.lead !== null &&
       raw !== undefined &&
-      raw.call(out, meta.status, hitFields(meta, now, ctx.requestId), payload, template.lead)
+      raw.call(
+        out,
+        meta.status,
+        `${ageField(meta, now)}x-request-id: ${ctx.requestId}\r\n`,
+        payload,
+        template.lead,
+      )
     )
       return;
     const age = Math.floor(meta.initialAge + (now - meta.responseTime) / 1000);
