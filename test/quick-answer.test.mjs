@@ -155,6 +155,12 @@ describe('quick answers', () => {
       ['Cache-Control: no-cache\r\n', /^HTTP\/1\.1 200 [\s\S]*stored$/, endsWith('stored')],
       ['Pragma: no-cache\r\n', /^HTTP\/1\.1 200 [\s\S]*stored$/, endsWith('stored')],
       ['Content-Length: 3\r\n\r\nabc', /^HTTP\/1\.1 200 [\s\S]*stored$/, endsWith('stored')],
+      // Names an object already has are not stored as fields by the offer (node's rules apply).
+      [
+        '__proto__: x\r\nConstructor: y\r\n',
+        /^HTTP\/1\.1 200 [\s\S]*hit[\s\S]*stored$/,
+        endsWith('stored'),
+      ],
     ];
     for (const [fields, expected, done] of cases) {
       const before = usual(p.port);
