@@ -8,11 +8,14 @@ import { test, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startOrigin, startProxy, request } from './helpers.mjs';
+import { createPki } from './tls-certs.mjs';
 
 const cleanups = [];
 after(async () => {
@@ -242,6 +245,59 @@ describe('quick answers', () => {
       assert.match(text, /cache-status: switchyard; hit\r\n/);
       assert.equal(usual(p.port), before + 1);
     }
+  });
+
+  test('over TLS, HTTP/1.1 hits are quick too; HTTP/2 hits take node’s HTTP/2 path', async () => {
+    const o = await origin();
+    const pki = createPki();
+    const cert = pki.issue(['quick.test']);
+    const p = await startProxy(`
+listeners:
+  - address: "127.0.0.1:0"
+    http2: true
+    tls: { certificates: [{ cert: "${cert.certPath}", key: "${cert.keyPath}" }] }
+upstreams: { app: { servers: [{ url: "${o.url}" }] } }
+routes: [{ upstream: app, cache: true }]
+`);
+    cleanups.push(p.close);
+    const overTls = async (bytes) => {
+      const socket = tls.connect({
+        port: p.port,
+        host: '127.0.0.1',
+        servername: 'quick.test',
+        ca: pki.ca,
+        ALPNProtocols: ['http/1.1'],
+      });
+      await once(socket, 'secureConnect');
+      let text = '';
+      socket.on('data', (c) => (text += c.toString('latin1')));
+      socket.write(bytes);
+      while (!text.endsWith('stored')) await once(socket, 'data');
+      socket.destroy();
+      return text;
+    };
+    assert.match(await overTls(get('/plain')), /fwd=miss; stored/);
+    const before = usual(p.port);
+    const hit = await overTls(get('/plain'));
+    assert.match(
+      hit,
+      /^HTTP\/1\.1 200 OK\r\n[\s\S]*cache-status: switchyard; hit\r\n[\s\S]*\r\n\r\nstored$/,
+    );
+    assert.equal(usual(p.port), before);
+
+    const session = http2.connect(`https://127.0.0.1:${p.port}`, {
+      ca: pki.ca,
+      servername: 'quick.test',
+    });
+    const stream = session.request({ ':path': '/plain', ':authority': 'x' });
+    const [headers] = await once(stream, 'response');
+    let body = '';
+    stream.on('data', (c) => (body += c));
+    await once(stream, 'end');
+    session.close();
+    assert.equal(headers[':status'], 200);
+    assert.equal(headers['cache-status'], 'switchyard; hit');
+    assert.equal(body, 'stored');
   });
 
   test('quick hits are logged and counted like any other request, bytes exact', async () => {
