@@ -135,6 +135,41 @@ test(`2000 malformed requests: every one answered or closed, none hangs (seed ${
   assert.ok(open <= 1, `${open} client connections left open`);
 });
 
+test(`1000 malformed requests to a cache route answered at once: none hangs, hits stay right (seed ${SEED})`, async () => {
+  // The quick-answer path (core/quick-answer.ts) sees every plain GET and HEAD first.
+  const cached = await startOrigin((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': 6 }).end('cached');
+  });
+  const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0", limits: { headersTimeout: 2s, requestTimeout: 3s, idleTimeout: 1s } }]
+upstreams: { app: { servers: [{ url: "${cached.url}" }], readTimeout: 2s } }
+routes: [{ upstream: app, cache: true }]
+`);
+  try {
+    const plain = [
+      'GET / HTTP/1.1\r\nHost: a\r\n\r\n',
+      'GET /k?q=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n',
+      'HEAD / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\r\n\r\n',
+      'GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n',
+      'GET / HTTP/1.0\r\n\r\n',
+    ];
+    // Store each target first, so that the mutated requests meet hits.
+    for (const bytes of plain) await send(p.port, bytes, 6000);
+    const inputs = Array.from({ length: 1000 }, () => mutate(pick(plain)));
+    const results = await inBatches(inputs, 100, (bytes) => send(p.port, bytes, 6000));
+    assert.equal(results.filter((r) => r.hung).length, 0);
+    for (const r of results) if (r.got !== '') assert.match(r.got, /^HTTP\/1\.[01] \d{3} /);
+    for (const bytes of plain) {
+      const { got } = await send(p.port, bytes, 6000);
+      assert.match(got, /^HTTP\/1\.1 200 OK\r\n[\s\S]*cache-status: switchyard; hit\r\n/, bytes);
+    }
+  } finally {
+    await p.close();
+    await cached.close();
+  }
+});
+
 const RESPONSES = [
   'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
   'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
