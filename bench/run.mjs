@@ -724,10 +724,10 @@ function jsonBody(size) {
 
 /**
  * The cache suite's origin paths: the same files, cacheable for an hour under /cache/ and
- * no-store under /nostore/ (nothing in the default run).
+ * no-store under /nostore/. Written whatever the suites, so the origin config left in WORK
+ * serves every path for measurements by hand after any run.
  */
 function originCacheLocations() {
-  if (!SUITES.includes('cache')) return '';
   const html = join(WORK, 'origin/html/');
   return `
         location /cache/ { alias ${html}; add_header Cache-Control "public, max-age=3600"; }
