@@ -247,6 +247,30 @@ describe('quick answers', () => {
     }
   });
 
+  test('SWITCHYARD_QUICK_ANSWERS=0 sends every hit the usual way, with the same answer', async () => {
+    const o = await origin();
+    const quickProxy = await proxy(o);
+    process.env.SWITCHYARD_QUICK_ANSWERS = '0';
+    let p;
+    try {
+      p = await proxy(o);
+    } finally {
+      delete process.env.SWITCHYARD_QUICK_ANSWERS;
+    }
+    const answers = [];
+    for (const port of [quickProxy.port, p.port]) {
+      await exchange(port, get('/plain'), endsWith('stored'));
+      const before = usual(port);
+      answers.push((await exchange(port, get('/plain'), endsWith('stored'))).text);
+      answers.push(usual(port) - before);
+    }
+    const same = (t) =>
+      t.replace(/x-request-id: [^\r]+/, 'x-request-id: ID').replace(/age: \d+/, 'age: N');
+    assert.equal(answers[1], 0);
+    assert.equal(answers[3], 1);
+    assert.equal(same(answers[0]), same(answers[2]));
+  });
+
   test('over TLS, HTTP/1.1 hits are quick too; HTTP/2 hits take node’s HTTP/2 path', async () => {
     const o = await origin();
     const pki = createPki();

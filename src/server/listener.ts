@@ -99,7 +99,9 @@ export class Listener implements QuickAnswerer {
     this.server.on('clientError', this.onClientError);
     this.server.on('upgrade', this.onUpgrade);
     this.server.on('connect', this.onConnect);
-    (this.server as QuickAnswerServer)[quickAnswerer] = this;
+    // SWITCHYARD_QUICK_ANSWERS=0 gives every request node's objects (a switch for troubleshooting).
+    if (process.env.SWITCHYARD_QUICK_ANSWERS !== '0')
+      (this.server as QuickAnswerServer)[quickAnswerer] = this;
     this.bodyRate = new BodyRateGuard(
       limits.minBodyRate ?? DEFAULT_MIN_BODY_RATE,
       limits.headersTimeoutMs,
