@@ -219,14 +219,7 @@ export class Runtime implements RequestDispatcher {
       (res as EndTracked)[kEndContext] = ctx;
       onceClosed(res, publishRequestEnd);
     }
-    const route = this.router.match({
-      method: ctx.method,
-      host: ctx.host,
-      path: ctx.path,
-      query: ctx.query,
-      headers: req.headers,
-      listener: listener.name,
-    });
+    const route = this.routeFor(ctx);
     if (route === undefined) {
       ctx.sendError('ROUTE_NOT_FOUND');
       return;
@@ -245,6 +238,18 @@ export class Runtime implements RequestDispatcher {
     }
   }
 
+  /** The route a context's request matches (its listener, method, host, path, query, fields). */
+  private routeFor(ctx: RequestContext): CompiledRoute | undefined {
+    return this.router.match({
+      method: ctx.method,
+      host: ctx.host,
+      path: ctx.path,
+      query: ctx.query,
+      headers: ctx.req.headers,
+      listener: ctx.listener.name,
+    });
+  }
+
   /**
    * What `handle` does for a request that the route's first filter answers at once, without
    * node's request objects (core/quick-answer.ts): the same context, routing and request events,
@@ -260,14 +265,7 @@ export class Runtime implements RequestDispatcher {
     // use only the fields a QuickRequest has.
     const request = req as unknown as ClientRequest;
     const ctx = new RequestContext(request, QUICK_RESPONSE, listener, '', '');
-    const route = this.router.match({
-      method: ctx.method,
-      host: ctx.host,
-      path: ctx.path,
-      query: ctx.query,
-      headers: req.headers,
-      listener: listener.name,
-    });
+    const route = this.routeFor(ctx);
     const quick = route?.quick;
     if (quick === null || quick === undefined) return false;
     const trustedPeer = this.isTrustedPeer(request);
