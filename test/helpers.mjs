@@ -170,3 +170,27 @@ export async function stopRedis(child) {
   child.kill('SIGKILL');
   await once(child, 'exit');
 }
+
+/** Writes `bytes` on a new connection; collects the answer until `done(text)` or close. */
+export async function exchange(port, bytes, done = () => false) {
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let text = '';
+  let closed = false;
+  const finished = new Promise((resolve) => {
+    socket.on('data', (c) => {
+      text += c.toString('latin1');
+      if (done(text)) resolve();
+    });
+    socket.on('close', () => {
+      closed = true;
+      resolve();
+    });
+  });
+  socket.write(bytes);
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  await finished;
+  clearTimeout(timer);
+  socket.destroy();
+  return { text, closed };
+}

@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startOrigin, startProxy, request } from './helpers.mjs';
+import { exchange, startOrigin, startProxy, request } from './helpers.mjs';
 import { createPki } from './tls-certs.mjs';
 
 const cleanups = [];
@@ -31,30 +31,6 @@ http.IncomingMessage.prototype._addHeaderLines = function (...args) {
   return addHeaderLines.apply(this, args);
 };
 const usual = (port) => usualPath.get(port) ?? 0;
-
-/** Writes `bytes` on a new connection; collects the answer until `done(text)` or close. */
-async function exchange(port, bytes, done = () => false) {
-  const socket = net.connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  let text = '';
-  let closed = false;
-  const finished = new Promise((resolve) => {
-    socket.on('data', (c) => {
-      text += c.toString('latin1');
-      if (done(text)) resolve();
-    });
-    socket.on('close', () => {
-      closed = true;
-      resolve();
-    });
-  });
-  socket.write(bytes);
-  const timer = setTimeout(() => socket.destroy(), 5000);
-  await finished;
-  clearTimeout(timer);
-  socket.destroy();
-  return { text, closed };
-}
 
 const get = (path, fields = '', version = '1.1', method = 'GET') =>
   `${method} ${path} HTTP/${version}\r\nHost: x\r\n${fields}\r\n`;

@@ -8,36 +8,12 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { createHttp1Server } from '../dist/server/http1-engine.js';
 import { endWithSerializedHead } from '../dist/core/http.js';
-import { startOrigin, startProxy, startProxyTo } from './helpers.mjs';
+import { exchange, startOrigin, startProxy, startProxyTo } from './helpers.mjs';
 
 const cleanups = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
-
-/** Writes `bytes` on a new connection and collects what comes back until `done(text)` or close. */
-async function exchange(port, bytes, done = () => false) {
-  const socket = net.connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  let text = '';
-  let closed = false;
-  const finished = new Promise((resolve) => {
-    socket.on('data', (c) => {
-      text += c.toString('latin1');
-      if (done(text)) resolve();
-    });
-    socket.on('close', () => {
-      closed = true;
-      resolve();
-    });
-  });
-  socket.write(bytes);
-  const timer = setTimeout(() => socket.destroy(), 5000);
-  await finished;
-  clearTimeout(timer);
-  socket.destroy();
-  return { text, closed };
-}
 
 const count = (text, what) => text.split(what).length - 1;
 
