@@ -4,16 +4,11 @@ import { dirname, resolve } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Config, RouteConfig } from './config/types.js';
-import {
-  RequestContext,
-  type ClientRequest,
-  type ListenerInfo,
-  type ResponseWriter,
-} from './core/context.js';
+import { RequestContext, type ClientRequest, type ListenerInfo } from './core/context.js';
 import { UPGRADE_STATE, type RequestDispatcher, type UpgradeIO } from './core/dispatcher.js';
 import { channels } from './core/events.js';
 import { onceClosed } from './core/http.js';
-import type { QuickRequest, QuickSend } from './core/quick-answer.js';
+import type { QuickRequest, QuickResponse } from './core/quick-answer.js';
 import {
   compose,
   type Filter,
@@ -54,45 +49,31 @@ interface CompiledRoute {
   filters: Filter[];
   /** The first filter, when it can answer requests at once (Filter.quickAnswer); else null. */
   quick: Filter | null;
+  /**
+   * The route only proxies (no filter): it keeps a quick request (core/quick-answer.ts) and
+   * answers it through the loop's response, which makes node's objects only if it must.
+   */
+  keepsQuick: boolean;
 }
 
 const MAX_REQUEST_ID_LENGTH = 200;
 const REQUEST_ID_SYNTAX = /^[\x21-\x7e]+$/;
 
 const kEndContext = Symbol('switchyard.endContext');
-type EndTracked = ServerResponse & { [kEndContext]?: RequestContext };
+type EndTracked = { [kEndContext]?: RequestContext };
 
 /**
  * Publishes requestEnd for a response's context when the response closes (`this` is the
  * response). One function shared by every request, so subscribing allocates no closure and no
  * once-wrapper; clearing the context makes a second `close` a no-op.
  */
-function publishRequestEnd(this: EndTracked): void {
-  const ctx = this[kEndContext];
+function publishRequestEnd(this: object): void {
+  const tracked = this as EndTracked;
+  const ctx = tracked[kEndContext];
   if (ctx === undefined) return;
-  this[kEndContext] = undefined;
+  tracked[kEndContext] = undefined;
   channels.requestEnd.publish(ctx);
 }
-
-function noResponseStream(): never {
-  throw new Error('a quick answer has no response stream to write to');
-}
-
-/**
- * `ctx.res` of a quick answer's context: the loop writes the answer, so there is no stream.
- * Anything that tries to write is a bug and fails loudly (the runtime then declines the answer).
- */
-const QUICK_RESPONSE: ResponseWriter = {
-  writeHead: noResponseStream,
-  write: noResponseStream,
-  end: noResponseStream,
-  addTrailers: noResponseStream,
-  once: noResponseStream,
-  destroy: noResponseStream,
-  headersSent: true,
-  writableEnded: true,
-  destroyed: false,
-};
 
 /**
  * Everything built from one config: the router, each route's composed chain, the upstream
@@ -108,7 +89,10 @@ export class Runtime implements RequestDispatcher {
   private readonly trusted: BlockList | null;
   private readonly log: LogFn;
   private readonly errorPages: ReadonlyMap<number, Buffer> | null;
-  /** Set when some route's first filter can answer at once (RequestDispatcher.quickAnswer). */
+  /**
+   * Set when some route's first filter can answer at once, or some route only proxies
+   * (RequestDispatcher.quickAnswer).
+   */
   readonly quickAnswer: RequestDispatcher['quickAnswer'];
 
   constructor(config: Config, deps: RuntimeDeps) {
@@ -128,7 +112,9 @@ export class Runtime implements RequestDispatcher {
     const features = [...deps.features].sort((a, b) => a.order - b.order);
     this.routes = config.routes.map((route) => this.compileRoute(route, features, filterDeps));
     this.router = createRouter(this.routes.map((r) => ({ config: r.config, value: r })));
-    this.quickAnswer = this.routes.some((r) => r.quick !== null) ? this.answerQuickly : undefined;
+    this.quickAnswer = this.routes.some((r) => r.quick !== null || r.keepsQuick)
+      ? this.answerQuickly
+      : undefined;
   }
 
   private compileRoute(
@@ -196,7 +182,8 @@ export class Runtime implements RequestDispatcher {
       };
     }
     const quick = filters.length > 0 && filters[0].quickAnswer !== undefined ? filters[0] : null;
-    return { config: route, handler, upgradeHandler, filters, quick };
+    const keepsQuick = filters.length === 0 && action.type === 'upstream';
+    return { config: route, handler, upgradeHandler, filters, quick, keepsQuick };
   }
 
   isTrustedPeer(req: Pick<IncomingMessage, 'socket'>): boolean {
@@ -229,6 +216,11 @@ export class Runtime implements RequestDispatcher {
       ctx.setState(UPGRADE_STATE, upgrade);
       handler = route.upgradeHandler;
     }
+    this.run(ctx, handler);
+  }
+
+  /** Runs a route's chain; what it throws or rejects with is answered 500 and logged. */
+  private run(ctx: RequestContext, handler: Handler): void {
     try {
       const pending = handler(ctx);
       if (pending !== undefined)
@@ -251,26 +243,28 @@ export class Runtime implements RequestDispatcher {
   }
 
   /**
-   * What `handle` does for a request that the route's first filter answers at once, without
-   * node's request objects (core/quick-answer.ts): the same context, routing and request events,
-   * the answer written by the loop. Declines (false) before any effect when the route has no such
-   * filter or the filter has no answer.
+   * What `handle` does for a request offered by the loop before node's request objects exist
+   * (core/quick-answer.ts), when its route can take it that way: the same context, routing and
+   * request events. A route whose first filter answers at once has the loop write that answer;
+   * a route that only proxies keeps the request and runs as `handle` would, its response made
+   * by the loop. Declines (false) before any effect otherwise.
    */
   private readonly answerQuickly = (
     req: QuickRequest,
-    send: QuickSend,
+    res: QuickResponse,
     listener: ListenerInfo,
   ): boolean => {
-    // The context and what reads it here (routing, cache keys, request ids, the access log)
-    // use only the fields a QuickRequest has.
+    // The context and what reads it here (routing, cache keys, request ids, the access log, the
+    // proxy's request head) use only the fields a QuickRequest has.
     const request = req as unknown as ClientRequest;
-    const ctx = new RequestContext(request, QUICK_RESPONSE, listener, '', '');
+    const ctx = new RequestContext(request, res, listener, '', '');
     const route = this.routeFor(ctx);
-    const quick = route?.quick;
-    if (quick === null || quick === undefined) return false;
+    if (route === undefined) return false;
+    const quick = route.quick;
+    if (quick === null) return route.keepsQuick && this.keepQuickly(ctx, route, res);
     const trustedPeer = this.isTrustedPeer(request);
     ctx.clientIp = trustedPeer ? this.clientIpFromForwarded(request) : peerAddress(request);
-    ctx.routeName = route!.config.name;
+    ctx.routeName = route.config.name;
     let reply;
     try {
       reply = quick.quickAnswer!(ctx);
@@ -286,10 +280,27 @@ export class Runtime implements RequestDispatcher {
     ctx.requestId = requestIdFor(request, trustedPeer);
     reply.fields += `x-request-id: ${ctx.requestId}\r\n`;
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
-    send(reply);
+    res.send(reply);
     if (channels.requestEnd.hasSubscribers) channels.requestEnd.publish(ctx);
     return true;
   };
+
+  /** `handle` for a kept quick request: from here on it is the route's, as any request. */
+  private keepQuickly(ctx: RequestContext, route: CompiledRoute, res: QuickResponse): true {
+    const request = ctx.req;
+    const trustedPeer = this.isTrustedPeer(request);
+    ctx.clientIp = trustedPeer ? this.clientIpFromForwarded(request) : peerAddress(request);
+    ctx.requestId = requestIdFor(request, trustedPeer);
+    ctx.errorPages = this.errorPages;
+    res.keep();
+    if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);
+    if (channels.requestEnd.hasSubscribers) {
+      (res as unknown as EndTracked)[kEndContext] = ctx;
+      onceClosed(res, publishRequestEnd);
+    }
+    this.run(ctx, route.handler);
+    return true;
+  }
 
   private onUnexpected(ctx: RequestContext, err: unknown): void {
     this.log('error', 'unexpected error while serving a request', {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ListenerInfo } from './context.js';
-import type { QuickRequest, QuickSend } from './quick-answer.js';
+import type { QuickRequest, QuickResponse } from './quick-answer.js';
 
 /**
  * What a listener hands each request to. The server layer knows nothing of routes or upstreams;
@@ -16,11 +16,12 @@ export interface RequestDispatcher {
     upgrade?: UpgradeIO,
   ): void;
   /**
-   * Present when some route can answer a request at once from memory (core/quick-answer.ts):
-   * answers `req` with `send` and returns true, or returns false having written nothing and
-   * published nothing, and `handle` gets the request as usual.
+   * Present when some route can answer a request at once from memory, or only proxies
+   * (core/quick-answer.ts): answers `req` through `res` (sent, or kept) and returns true, or
+   * returns false having written nothing and published nothing, and `handle` gets the request
+   * as usual.
    */
-  readonly quickAnswer?: (req: QuickRequest, send: QuickSend, listener: ListenerInfo) => boolean;
+  readonly quickAnswer?: (req: QuickRequest, res: QuickResponse, listener: ListenerInfo) => boolean;
 }
 
 /**

@@ -79,6 +79,14 @@ export interface SerializedHeadResponse {
 }
 
 /**
+ * On a response that stands in for node's ServerResponse until one is needed (the HTTP/1.1
+ * loop's response for a kept quick request, core/quick-answer.ts): node's response once made,
+ * else null. Code that treats node's responses specially (a plain socket under them) looks
+ * through it.
+ */
+export const nodeResponseOf = Symbol('switchyard.nodeResponseOf');
+
+/**
  * Slots for functions a response runs once when it closes, in order, just before its 'close'
  * event (with the response as `this`). Responses of Switchyard's HTTP/1.1 loop have them, null
  * while free. A request has up to three such watchers (the listener's request count, the

@@ -1,5 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
+import type { ResponseWriter } from './context.js';
+import type { CloseHookSlots, SerializedHeadResponse } from './http.js';
 
 /**
  * Quick answers: a GET or HEAD whose whole answer is already in memory (a fresh cache hit) is
@@ -12,6 +14,11 @@ import type { Socket } from 'node:net';
  * make the same checks, routing and events as for any request, and ask the route's first filter.
  * Whoever declines, at any step, leaves the request to the usual path, which then does all of it
  * again with node's objects: a quick answer must be byte for byte what that path would write.
+ *
+ * A request can also be kept: a route that only proxies takes it with its QuickResponse and
+ * answers it later (an upstream's answer, complete in one read, leaves as one serialized write).
+ * node's objects are made only if the response needs them after all (it streams, an error page,
+ * another request pipelined behind it), and then the exchange goes on through them.
  */
 
 /**
@@ -47,8 +54,23 @@ export interface QuickReply {
   body: Buffer | undefined;
 }
 
-/** Writes a reply on the request's connection, at once. */
-export type QuickSend = (reply: QuickReply) => void;
+/**
+ * The response the loop gives an offered request. An answerer either sends a complete reply at
+ * once (`send`), or keeps the request (`keep`) and answers it later through the ResponseWriter
+ * methods. Until `keep`, nothing but `send` may be used. After it:
+ * - `endWithSerializedHead` answers without node's objects, when nothing is owed before it;
+ * - every other method makes node's IncomingMessage and ServerResponse for the request (as the
+ *   usual path would have) and continues through them;
+ * - the close hooks run once the answer is written or the connection closed, never during the
+ *   `quickAnswer` call that kept the request.
+ */
+export interface QuickResponse extends ResponseWriter, SerializedHeadResponse, CloseHookSlots {
+  /** Writes a complete reply on the request's connection, at once. */
+  send(reply: QuickReply): void;
+  /** The answerer takes the request; it must be answered (or closed) through this response. */
+  keep(): void;
+  readonly kept: boolean;
+}
 
 /** What the loop asks (the listener). */
 export interface QuickAnswerer {
@@ -57,8 +79,11 @@ export interface QuickAnswerer {
    * can). Read before the loop builds a QuickRequest, so other configs pay one property read.
    */
   readonly quickReady: boolean;
-  /** Answers `req` with `send` and returns true, or returns false having written nothing. */
-  quickAnswer(req: QuickRequest, send: QuickSend): boolean;
+  /**
+   * Answers `req` through `res` (sent at once, or kept) and returns true, or returns false having
+   * written nothing.
+   */
+  quickAnswer(req: QuickRequest, res: QuickResponse): boolean;
 }
 
 /** Where an HTTP/1.1 loop's server object keeps its answerer (set by the listener). */

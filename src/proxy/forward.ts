@@ -7,6 +7,7 @@ import type { RequestContext } from '../core/context.js';
 import {
   announcesBody,
   endWithSerializedHead,
+  nodeResponseOf,
   onceClosed,
   type SerializedHeadResponse,
 } from '../core/http.js';
@@ -610,8 +611,11 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
    */
   chunkReleased(): boolean {
     const ctx = this.ctx;
-    const res = ctx.res;
-    if (res !== ctx.clientResponse || !(res instanceof ServerResponse)) return false;
+    let res: unknown = ctx.res;
+    if (res !== ctx.clientResponse) return false;
+    const standIn = (res as { [nodeResponseOf]?: ServerResponse | null })[nodeResponseOf];
+    if (standIn !== undefined) res = standIn;
+    if (!(res instanceof ServerResponse)) return false;
     const socket = res.socket as (Socket & { _handle?: { writeQueueSize?: number } }) | null;
     if (socket === null || socket instanceof TLSSocket) return false;
     // ServerResponse corks the socket on each write until the next tick; flush now, so the

@@ -15,12 +15,13 @@ import {
   type CloseHookSlots,
   type SerializedHeadResponse,
 } from '../core/http.js';
+import { quickAnswerer, type QuickAnswerServer, type QuickRequest } from '../core/quick-answer.js';
 import {
-  quickAnswerer,
-  type QuickAnswerServer,
-  type QuickReply,
-  type QuickRequest,
-} from '../core/quick-answer.js';
+  LoopQuickResponse,
+  runCloseHooks,
+  type NodeResponse,
+  type QuickResponseOwner,
+} from './quick-response.js';
 
 /**
  * Switchyard's HTTP/1.1 server connection loop: node's own llhttp parser (the binding node:http
@@ -329,7 +330,7 @@ class ConnResetError extends Error {
 type EngineServer = net.Server & Http1ServerFields;
 
 /** One client connection: its parser, the requests in flight and their queued responses. */
-class Connection {
+class Connection implements QuickResponseOwner {
   readonly socket: EngineSocket;
   readonly server: EngineServer;
   readonly engine: Http1Engine;
@@ -359,8 +360,12 @@ class Connection {
   private afterResponses: (() => void) | null = null;
   /** The response whose serialized-head write (endRaw) has not completed yet. */
   rawPending: Outgoing | null = null;
-  /** Whether the request being offered to the quick answerer may keep the connection. */
-  private quickKeepAlive = false;
+  /**
+   * A kept quick request (core/quick-answer.ts) still without node's objects: in flight, the
+   * only thing owed on the connection. Anything else that happens on the connection makes its
+   * objects first (settleHeld), so the usual bookkeeping takes over.
+   */
+  private held: LoopQuickResponse | null = null;
 
   constructor(engine: Http1Engine, server: EngineServer, socket: EngineSocket) {
     this.engine = engine;
@@ -390,18 +395,65 @@ class Connection {
     }
   }
 
-  /** Writes a quick answer: the request never became an IncomingMessage. */
-  private readonly sendQuick = (reply: QuickReply): void => {
+  /** QuickResponseOwner: an answer for a request that never became an IncomingMessage. */
+  writeQuick(
+    keepAlive: boolean,
+    status: number,
+    fields: string,
+    body: Buffer | undefined,
+    lead: Buffer | undefined,
+    written?: () => void,
+  ): void {
     const socket = this.socket;
-    const keepAlive = this.quickKeepAlive;
-    const head = reply.fields + connectionFields(keepAlive, this.server.keepAliveTimeout);
-    writeAnswer(socket, reply.lead, head, reply.body, undefined);
+    let head = fields + connectionFields(keepAlive, this.server.keepAliveTimeout);
+    if (lead === undefined)
+      head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'unknown'}\r\n${head}`;
+    writeAnswer(socket, lead, head, body, written);
     if (!keepAlive) {
       // As after a response marked last: nothing more is served, the socket ends once flushed.
       this.failed = true;
       (socket as net.Socket & { destroySoon?: () => void }).destroySoon?.();
     }
-  };
+  }
+
+  quickKept(res: LoopQuickResponse): void {
+    this.held = res;
+  }
+
+  quickAnswered(res: LoopQuickResponse): void {
+    if (this.held === res) this.held = null;
+  }
+
+  quickWritten(): void {
+    // As responseFinished: idle unless another request is under way.
+    if (this.incoming.length === 0 && this.requestStart === 0 && this.held === null)
+      this.idleSince = Date.now();
+  }
+
+  /** QuickResponseOwner: what onHeadersComplete would have made for the kept request. */
+  makeNodeResponse(quick: LoopQuickResponse): NodeResponse {
+    if (this.held === quick) this.held = null;
+    const q = quick.request;
+    const req = new http.IncomingMessage(this.socket) as Incoming;
+    req.httpVersionMajor = q.httpVersionMajor;
+    req.httpVersionMinor = q.httpVersionMinor;
+    req.httpVersion = `${q.httpVersionMajor}.${q.httpVersionMinor}`;
+    req.url = q.url;
+    req.upgrade = false;
+    req._addHeaderLines(q.rawHeaders, q.rawHeaders.length);
+    req.headers = q.headers;
+    req.method = q.method;
+    // Its message ended with its head (a quick request has no body).
+    req.complete = true;
+    req.push(null);
+    this.incoming.push(req);
+    return this.newResponse(req, quick.keepAlive) as unknown as NodeResponse;
+  }
+
+  /** Makes node's objects for a kept request before anything else happens on the connection. */
+  private settleHeld(): void {
+    this.held?.nodeResponse();
+  }
 
   /** As node's onFinish for end(): 'finish' once the bytes are with the socket. */
   readonly onRawWritten = (): void => {
@@ -412,6 +464,9 @@ class Connection {
   };
 
   private readonly onMessageBegin = (): void => {
+    // Bytes after a kept request (another request, or bad bytes: llhttp begins a message at
+    // their first byte): the kept request takes its place in line first.
+    if (this.held !== null) this.settleHeld();
     this.requestStart = Date.now();
     this.fresh = false;
     this.headersDone = false;
@@ -472,9 +527,9 @@ class Connection {
         server.requireHostHeader,
       );
       if (quick !== null) {
-        this.quickKeepAlive = shouldKeepAlive;
         this.headersDone = true;
-        if (answerer.quickAnswer(quick, this.sendQuick)) return 0;
+        if (answerer.quickAnswer(quick, new LoopQuickResponse(this, quick, shouldKeepAlive)))
+          return 0;
       }
     }
     const req = new http.IncomingMessage(socket) as Incoming;
@@ -504,19 +559,7 @@ class Connection {
         socket.pause();
       }
     }
-    const res = new (
-      EngineResponse as unknown as new (
-        req: Incoming,
-        options: { highWaterMark: number },
-      ) => Outgoing
-    )(req, { highWaterMark: socket.writableHighWaterMark });
-    res._keepAliveTimeout = server.keepAliveTimeout;
-    res._onPendingData = this.onPendingData;
-    res.shouldKeepAlive = shouldKeepAlive;
-    res[kConnection] = this;
-    if (socket._httpMessage !== null && socket._httpMessage !== undefined) this.outgoing.push(res);
-    else res.assignSocket(socket);
-    res.on('finish', onResponseFinish);
+    const res = this.newResponse(req, shouldKeepAlive);
     if (versionMajor === 1 && versionMinor === 1) {
       // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
       if (server.requireHostHeader && req.headers.host === undefined) {
@@ -544,6 +587,25 @@ class Connection {
     return 0;
   };
 
+  /** node's response to `req`: it gets the socket now, or waits behind the one that has it. */
+  private newResponse(req: Incoming, shouldKeepAlive: boolean): Outgoing {
+    const socket = this.socket;
+    const res = new (
+      EngineResponse as unknown as new (
+        req: Incoming,
+        options: { highWaterMark: number },
+      ) => Outgoing
+    )(req, { highWaterMark: socket.writableHighWaterMark });
+    res._keepAliveTimeout = this.server.keepAliveTimeout;
+    res._onPendingData = this.onPendingData;
+    res.shouldKeepAlive = shouldKeepAlive;
+    res[kConnection] = this;
+    if (socket._httpMessage !== null && socket._httpMessage !== undefined) this.outgoing.push(res);
+    else res.assignSocket(socket);
+    res.on('finish', onResponseFinish);
+    return res;
+  }
+
   private readonly onBody = (chunk: Buffer): void => {
     const req = this.current;
     if (req === null || req._dumped) return;
@@ -564,8 +626,8 @@ class Connection {
       req.push(null);
       if (!req.upgrade) this.current = null;
     }
-    // The response may have finished before the body did.
-    if (this.incoming.length === 0) this.idleSince = Date.now();
+    // The response may have finished before the body did (a kept request is still in flight).
+    if (this.incoming.length === 0 && this.held === null) this.idleSince = Date.now();
     // Read on for the next request (a paused body no longer holds the socket).
     const socket = this.socket;
     if (!socket._paused && socket.readable && socket.readableFlowing !== true) socket.resume();
@@ -718,6 +780,7 @@ class Connection {
   }
 
   socketError(err: ParseError): void {
+    this.settleHeld();
     const socket = this.socket;
     // Whatever the listener writes, the connection is done: the sweep cuts it if the client
     // never closes its side.
@@ -733,6 +796,7 @@ class Connection {
   }
 
   private readonly onEnd = (): void => {
+    this.settleHeld();
     const parser = this.parser;
     const ret = parser?.finish();
     if (ret instanceof Error) {
@@ -747,6 +811,11 @@ class Connection {
   };
 
   private readonly onClose = (): void => {
+    const held = this.held;
+    if (held !== null) {
+      this.held = null;
+      held.connectionClosed();
+    }
     this.freeParser();
     this.engine.forget(this);
     const reqs = this.incoming.splice(0);
@@ -824,21 +893,7 @@ function emitClose(res: Outgoing): void {
   if (!res._closed) {
     res.destroyed = true;
     res._closed = true;
-    const hook0 = res[closeHook0];
-    if (hook0 !== null) {
-      res[closeHook0] = null;
-      hook0.call(res);
-    }
-    const hook1 = res[closeHook1];
-    if (hook1 !== null) {
-      res[closeHook1] = null;
-      hook1.call(res);
-    }
-    const hook2 = res[closeHook2];
-    if (hook2 !== null) {
-      res[closeHook2] = null;
-      hook2.call(res);
-    }
+    runCloseHooks(res);
     res.emit('close');
   }
 }

@@ -10,7 +10,7 @@ import {
   type QuickAnswerer,
   type QuickAnswerServer,
   type QuickRequest,
-  type QuickSend,
+  type QuickResponse,
 } from '../core/quick-answer.js';
 import { acceptUpgrade, createListenerServer } from './http2.js';
 import {
@@ -185,7 +185,7 @@ export class Listener implements QuickAnswerer {
    * Anything those checks would answer themselves (a refusal, ACME, a draining listener that
    * must say Connection: close) is declined, and onRequest does it.
    */
-  quickAnswer(req: QuickRequest, send: QuickSend): boolean {
+  quickAnswer(req: QuickRequest, res: QuickResponse): boolean {
     const dispatcher = this.hooks.dispatcher();
     if (this.draining || dispatcher.quickAnswer === undefined) return false;
     if (checkRequest(req) !== null || normalizeTarget(req) !== null) return false;
@@ -195,7 +195,14 @@ export class Listener implements QuickAnswerer {
       req.url.startsWith(ACME_CHALLENGE_PREFIX)
     )
       return false;
-    return dispatcher.quickAnswer(req, send, this.info);
+    if (!dispatcher.quickAnswer(req, res, this.info)) return false;
+    if (res.kept) {
+      // In flight like any request (draining waits for it). Its close hooks never run during
+      // the call that kept it, so counting it now cannot miss its end.
+      this.activeRequests++;
+      onceClosed(res, this.onResponseClose);
+    }
+    return true;
   }
 
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
