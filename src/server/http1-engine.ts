@@ -45,6 +45,7 @@ interface Parser {
   unconsume(): void;
   execute(data: Buffer): number | ParseError;
   finish(): number | ParseError | undefined;
+  free(): void;
   getCurrentBuffer(): Buffer;
   pause(): void;
   resume(): void;
@@ -108,6 +109,9 @@ interface Outgoing extends http.ServerResponse, CloseHookSlots {
 }
 interface EngineSocket extends net.Socket {
   _paused: boolean;
+  _peername?: unknown;
+  /** A TLS socket's TCP socket. */
+  _parent?: { _peername?: unknown } | null;
   _httpMessage: Outgoing | null;
   _handle: { isStreamBase?: boolean; _consumed?: boolean; reading?: boolean } & Record<
     string,
@@ -372,7 +376,7 @@ class Connection implements QuickResponseOwner {
     this.server = server;
     this.socket = socket;
     this.idleSince = Date.now();
-    const parser = new HTTPParser();
+    const parser = freeParsers.pop() ?? new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, server.maxHeaderSize || 0, HTTPParser.kLenientNone);
     parser[kOnMessageBegin] = this.onMessageBegin;
     parser[kOnHeaders] = this.onHeaders;
@@ -384,8 +388,13 @@ class Connection implements QuickResponseOwner {
     socket[kConnection] = this;
     socket.on('error', onSocketError);
     for (const [event, listener] of this.socketListeners()) socket.on(event, listener);
-    setListenerMethods(socket, WRAPPED_LISTENER_METHODS);
+    socket.on('newListener', onNewSocketListener);
     socket._paused = false;
+    // A TLS socket's address is that of the TCP socket it wraps, which the listener has already
+    // asked the kernel for (the per-address limit): so the client address costs no second call.
+    const tcp = socket._parent;
+    if (tcp !== null && tcp !== undefined && tcp._peername !== undefined && !socket._peername)
+      socket._peername = tcp._peername;
     const handle = socket._handle;
     if (handle?.isStreamBase && !handle._consumed) {
       // The parser reads from the handle in C++: no 'data' event per read.
@@ -740,7 +749,7 @@ class Connection implements QuickResponseOwner {
   private detach(): void {
     const socket = this.socket;
     for (const [event, listener] of this.socketListeners()) socket.off(event, listener);
-    setListenerMethods(socket, NET_LISTENER_METHODS);
+    socket.off('newListener', onNewSocketListener);
     delete socket[kConnection];
     this.freeParser();
   }
@@ -751,7 +760,7 @@ class Connection implements QuickResponseOwner {
     this.parser = null;
     this.unconsume(parser);
     // Not from inside one of its own callbacks.
-    setImmediate(() => parser.close());
+    setImmediate(releaseParser, parser);
   }
 
   unconsume(parser: Parser | null = this.parser): void {
@@ -929,44 +938,41 @@ function onSocketPause(this: EngineSocket): void {
   }
 }
 
-/** Someone wants the socket's bytes as events (a sniffer, a tunnel): stop consuming in C++. */
-type ListenerMethod = 'on' | 'addListener' | 'prependListener';
-type ListenerMethods = Record<ListenerMethod, unknown>;
 type SocketListener = (...args: unknown[]) => void;
 
-function setListenerMethods(socket: net.Socket, methods: ListenerMethods): void {
-  Object.assign(socket, methods);
+/**
+ * Someone wants the socket's bytes as events (a sniffer, a tunnel): stop consuming in C++. A
+ * 'newListener' listener rather than wrapped `on` methods on each socket: properties added per
+ * socket give sockets maps of their own, which cost transitions per connection and polymorphic
+ * code in node's stream functions.
+ */
+function onNewSocketListener(this: EngineSocket, event: string | symbol): void {
+  if (event === 'data' || event === 'readable') this[kConnection]?.unconsume();
 }
 
-function listenerWrapper(
-  name: ListenerMethod,
-): (event: string | symbol, listener: (...args: unknown[]) => void) => EngineSocket {
-  return function (
-    this: EngineSocket,
-    event: string | symbol,
-    listener: (...args: unknown[]) => void,
-  ): EngineSocket {
-    (net.Socket.prototype[name] as (e: string | symbol, l: unknown) => unknown).call(
-      this,
-      event,
-      listener,
-    );
-    const conn = this[kConnection];
-    if ((event === 'data' || event === 'readable') && conn !== undefined) conn.unconsume();
-    return this;
-  };
-}
+/**
+ * Parsers of closed connections, for the next ones: node:http keeps a pool of its own (shared
+ * with its servers, whose parsers carry its callbacks, so not this one). A new parser costs a
+ * C++ object and its handles per connection.
+ */
+const freeParsers: Parser[] = [];
+const FREE_PARSERS_MAX = 1000;
 
-const WRAPPED_LISTENER_METHODS: ListenerMethods = {
-  on: listenerWrapper('on'),
-  addListener: listenerWrapper('addListener'),
-  prependListener: listenerWrapper('prependListener'),
-};
-const NET_LISTENER_METHODS: ListenerMethods = {
-  on: net.Socket.prototype.on,
-  addListener: net.Socket.prototype.addListener,
-  prependListener: net.Socket.prototype.prependListener,
-};
+function releaseParser(parser: Parser): void {
+  // The callbacks hold the connection: cleared, so a pooled parser keeps nothing alive.
+  parser[kOnMessageBegin] = null;
+  parser[kOnHeaders] = null;
+  parser[kOnHeadersComplete] = null;
+  parser[kOnBody] = null;
+  parser[kOnMessageComplete] = null;
+  parser[kOnExecute] = null;
+  if (freeParsers.length < FREE_PARSERS_MAX) {
+    parser.free();
+    freeParsers.push(parser);
+  } else {
+    parser.close();
+  }
+}
 
 /** The connection loop of one server, with its timeout sweep. */
 class Http1Engine {
