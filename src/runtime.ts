@@ -50,8 +50,9 @@ interface CompiledRoute {
   /** The first filter, when it can answer requests at once (Filter.quickAnswer); else null. */
   quick: Filter | null;
   /**
-   * The route only proxies (no filter): it keeps a quick request (core/quick-answer.ts) and
-   * answers it through the loop's response, which makes node's objects only if it must.
+   * The route proxies: it keeps a quick request (core/quick-answer.ts) that no filter answered
+   * at once, and runs its chain with the loop's response, which makes node's objects only if
+   * something needs them.
    */
   keepsQuick: boolean;
 }
@@ -182,7 +183,7 @@ export class Runtime implements RequestDispatcher {
       };
     }
     const quick = filters.length > 0 && filters[0].quickAnswer !== undefined ? filters[0] : null;
-    const keepsQuick = filters.length === 0 && action.type === 'upstream';
+    const keepsQuick = action.type === 'upstream';
     return { config: route, handler, upgradeHandler, filters, quick, keepsQuick };
   }
 
@@ -246,8 +247,8 @@ export class Runtime implements RequestDispatcher {
    * What `handle` does for a request offered by the loop before node's request objects exist
    * (core/quick-answer.ts), when its route can take it that way: the same context, routing and
    * request events. A route whose first filter answers at once has the loop write that answer;
-   * a route that only proxies keeps the request and runs as `handle` would, its response made
-   * by the loop. Declines (false) before any effect otherwise.
+   * otherwise a route with an upstream keeps the request and runs its chain as `handle` would,
+   * its response made by the loop. Declines (false) before any effect otherwise.
    */
   private readonly answerQuickly = (
     req: QuickRequest,
@@ -275,7 +276,8 @@ export class Runtime implements RequestDispatcher {
       });
       return false;
     }
-    if (reply === undefined) return false;
+    // No answer at once (and no effect): the route's chain runs on the kept request.
+    if (reply === undefined) return route.keepsQuick && this.keepQuickly(ctx, route, res);
     // Made only now: a declined request gets its id on the usual path.
     ctx.requestId = requestIdFor(request, trustedPeer);
     reply.fields += `x-request-id: ${ctx.requestId}\r\n`;

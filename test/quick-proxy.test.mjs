@@ -125,6 +125,31 @@ describe('kept quick requests (a route that only proxies)', () => {
     assert.equal(usual(p.port), 1);
   });
 
+  test('routes with filters keep requests too, and their filters still decide', async () => {
+    const o = await origin();
+    const p = await startProxy(`
+listeners: [{ name: web, address: "127.0.0.1:0" }]
+upstreams: { app: { servers: [{ url: "${o.url}" }] } }
+routes:
+  - { match: { path: /limited }, upstream: app, rateLimit: { rate: 1/m, burst: 1 } }
+  - { match: { path: /denied }, upstream: app, ipFilter: { deny: [127.0.0.0/8] } }
+  - { upstream: app, ipFilter: { allow: [127.0.0.0/8] } }
+`);
+    cleanups.push(p.close);
+    const allowed = await exchange(p.port, get('/hello'), endsWith('hello'));
+    assert.match(allowed.text, /^HTTP\/1\.1 200 /);
+    assert.equal(usual(p.port), 0, 'a request that passed its filter took the usual path');
+    const statuses = [];
+    for (let i = 0; i < 3; i++) {
+      const { text } = await exchange(p.port, get('/limited'), (t) => /\r\n\r\n/.test(t));
+      statuses.push(Number(text.slice(9, 12)));
+    }
+    assert.equal(statuses[0], 200);
+    assert.ok(statuses.includes(429), `no 429 among ${statuses}`);
+    const denied = await exchange(p.port, get('/denied'), (t) => /\r\n\r\n/.test(t));
+    assert.match(denied.text, /^HTTP\/1\.1 403 /);
+  });
+
   test('answers that stream or fail go on through node’s objects, made on the way', async () => {
     const p = await proxy(await origin());
     const big = await request(`${p.url}/big`);

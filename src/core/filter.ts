@@ -12,6 +12,11 @@ export type Handler = (ctx: RequestContext) => void | Promise<void>;
  */
 export interface Filter {
   readonly name: string;
+  /**
+   * On a route with an upstream, a GET or HEAD without a body may be a kept quick request
+   * (core/quick-answer.ts): `ctx.req` is then a QuickRequest (fields only, no stream) and
+   * `ctx.res` the HTTP/1.1 loop's response, which makes node's objects when first written to.
+   */
   handle(ctx: RequestContext, next: Handler): void | Promise<void>;
   /**
    * For a filter that can answer some requests from memory (a cache): the complete answer to a
