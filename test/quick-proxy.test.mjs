@@ -133,19 +133,35 @@ upstreams: { app: { servers: [{ url: "${o.url}" }] } }
 routes:
   - { match: { path: /limited }, upstream: app, rateLimit: { rate: 1/m, burst: 1 } }
   - { match: { path: /denied }, upstream: app, ipFilter: { deny: [127.0.0.0/8] } }
+  - match: { path: /shaped }
+    upstream: app
+    responseHeaders: { set: { x-shaped: "{request_id}" }, remove: [content-type] }
   - { upstream: app, ipFilter: { allow: [127.0.0.0/8] } }
 `);
     cleanups.push(p.close);
     const allowed = await exchange(p.port, get('/hello'), endsWith('hello'));
     assert.match(allowed.text, /^HTTP\/1\.1 200 /);
     assert.equal(usual(p.port), 0, 'a request that passed its filter took the usual path');
-    const statuses = [];
+    // Head hooks (responseHeaders, rateLimit's fields) shape the one-write answer too.
+    const shaped = await exchange(p.port, get('/shaped'), endsWith('hello'));
+    assert.equal(field(shaped.text, 'x-shaped'), field(shaped.text, 'x-request-id'));
+    assert.equal(field(shaped.text, 'content-type'), null);
+    assert.equal(field(shaped.text, 'content-length'), '5');
+    const texts = [];
     for (let i = 0; i < 3; i++) {
       const { text } = await exchange(p.port, get('/limited'), (t) => /\r\n\r\n/.test(t));
-      statuses.push(Number(text.slice(9, 12)));
+      texts.push(text);
     }
+    const statuses = texts.map((t) => Number(t.slice(9, 12)));
     assert.equal(statuses[0], 200);
+    assert.match(field(texts[0], 'ratelimit'), /;r=\d+;t=\d+$/);
     assert.ok(statuses.includes(429), `no 429 among ${statuses}`);
+    // Only the refusals (written by node's objects, as error answers are) made them.
+    assert.equal(
+      usual(p.port),
+      statuses.filter((s) => s === 429).length,
+      'an answer shaped by head hooks took the usual path',
+    );
     const denied = await exchange(p.port, get('/denied'), (t) => /\r\n\r\n/.test(t));
     assert.match(denied.text, /^HTTP\/1\.1 403 /);
   });

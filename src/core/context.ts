@@ -201,11 +201,23 @@ export class RequestContext {
   /** Writes the response head through every hook. The single door for all response heads. */
   writeHead(status: number, headers: OutgoingHeaders): void {
     if (this.responseHeadHooks !== null) {
-      const head: ResponseHead = { status, headers };
-      for (const hook of this.responseHeadHooks) hook(this, head);
+      const head = this.runHeadHooks(status, headers);
       status = head.status;
       headers = head.headers;
     }
+    this.writeFinalHead(status, headers);
+  }
+
+  /** The head the response-head hooks make of this one. They run once per response. */
+  runHeadHooks(status: number, headers: OutgoingHeaders): ResponseHead {
+    const head: ResponseHead = { status, headers };
+    if (this.responseHeadHooks !== null)
+      for (const hook of this.responseHeadHooks) hook(this, head);
+    return head;
+  }
+
+  /** Writes a head the hooks have already made (runHeadHooks), with the request id. */
+  writeFinalHead(status: number, headers: OutgoingHeaders): void {
     headers['x-request-id'] = this.requestId;
     this.status = status;
     this.res.writeHead(status, headers);

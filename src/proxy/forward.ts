@@ -22,6 +22,7 @@ import {
   buildClientResponseHeaders,
   buildUpstreamRequestHeaders,
   serializeClientResponseFields,
+  serializeHeadFields,
   type CompiledHeaderOps,
 } from './headers.js';
 
@@ -213,7 +214,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
    * (most small responses), head and body leave in one serialized write (endWithSerializedHead:
    * no header object, no header checks, one corked write); otherwise the head is written the
    * usual way at the end of the read. Only on Switchyard's own upstream connections, which say
-   * when a read is over, and for plain HTTP/1.1 responses no filter watches.
+   * when a read is over, and for plain HTTP/1.1 responses no filter wraps (head hooks run on
+   * the head at the end: endDeferred).
    */
   private deferredStatus = 0;
   private deferredRaw: Buffer[] | null = null;
@@ -457,7 +459,6 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       group.sticky === null &&
       status !== 204 &&
       status !== 304 &&
-      ctx.responseHeadHooks === null &&
       ctx.res === ctx.clientResponse &&
       ctx.method !== 'HEAD' &&
       (ctx.res as Partial<SerializedHeadResponse>)[endWithSerializedHead] !== undefined &&
@@ -510,25 +511,46 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   /** The whole response came in one read: one serialized write, or the usual way if declined. */
   private endDeferred(trailers: string[] | Buffer[] | null): boolean {
     const ctx = this.ctx;
-    const chunks = this.deferredBody;
-    const fields =
-      trailers === null || trailers.length === 0
-        ? serializeClientResponseFields(ctx, this.deferredRaw!, this.host, this.deferredBytes)
-        : null;
-    if (fields !== null) {
-      const res = ctx.res as unknown as SerializedHeadResponse;
-      const body =
-        chunks === null ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      if (res[endWithSerializedHead](this.deferredStatus, fields, body)) {
-        this.deferredRaw = null;
-        this.deferredBody = null;
-        this.deferredBytes = 0;
-        ctx.status = this.deferredStatus;
-        return true;
-      }
+    if (trailers !== null && trailers.length > 0) {
+      this.flushDeferred();
+      return false;
     }
-    this.flushDeferred();
+    const chunks = this.deferredBody;
+    const body =
+      chunks === null ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+    const length = body === undefined ? 0 : body.length;
+    const res = ctx.res as unknown as SerializedHeadResponse;
+    if (ctx.responseHeadHooks === null) {
+      const fields = serializeClientResponseFields(ctx, this.deferredRaw!, this.host, length);
+      if (fields !== null && res[endWithSerializedHead](this.deferredStatus, fields, body))
+        return this.endedDeferred(this.deferredStatus);
+      this.flushDeferred();
+      return false;
+    }
+    // Hooks shape the head (a route's responseHeaders, rateLimit's fields): they run once, here,
+    // and the head they made leaves in the one write when it can, else the usual way.
+    const head = ctx.runHeadHooks(
+      this.deferredStatus,
+      buildClientResponseHeaders(ctx, this.deferredRaw!, this.host),
+    );
+    head.headers['x-request-id'] = ctx.requestId;
+    const fields = serializeHeadFields(head.status, head.headers, length);
+    if (fields !== null && res[endWithSerializedHead](head.status, fields, body))
+      return this.endedDeferred(head.status);
+    this.deferredRaw = null;
+    this.deferredBody = null;
+    this.deferredBytes = 0;
+    ctx.writeFinalHead(head.status, head.headers);
+    if (body !== undefined) ctx.res.write(body);
     return false;
+  }
+
+  private endedDeferred(status: number): true {
+    this.deferredRaw = null;
+    this.deferredBody = null;
+    this.deferredBytes = 0;
+    this.ctx.status = status;
+    return true;
   }
 
   /** Writes a held gRPC head; with `end`, as a single HEADERS frame that ends the stream. */

@@ -1,3 +1,4 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { OutgoingHeaders, RequestContext } from '../core/context.js';
 import type { Template } from '../core/template.js';
 import { connectionTokens, httpDate, isHopByHop } from '../core/http.js';
@@ -200,6 +201,53 @@ export function serializeClientResponseFields(
   if (!hasLength) fields += `content-length: ${bodyLength}\r\n`;
   if (!hasDate) fields += `date: ${httpDate()}\r\n`;
   return `${fields}x-request-id: ${ctx.requestId}\r\n`;
+}
+
+/**
+ * A head object the context's hooks have made, serialized for a serialized-head ending of a
+ * complete body of `bodyLength` bytes: each name and value checked as node's writeHead checks
+ * them, Content-Length the body's, Date added when missing. null when it cannot end that way:
+ * a check fails (the usual path then reports it), a hook set another length, the head names
+ * framing or connection fields, or the status has no body.
+ */
+export function serializeHeadFields(
+  status: number,
+  headers: OutgoingHeaders,
+  bodyLength: number,
+): string | null {
+  if (status < 200 || status === 204 || status === 304) return null;
+  let fields = '';
+  let hasLength = false;
+  let hasDate = false;
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (lower === 'transfer-encoding' || lower === 'connection' || lower === 'keep-alive')
+      return null;
+    if (lower === 'content-length') {
+      if (Array.isArray(value) || Number(value) !== bodyLength) return null;
+      hasLength = true;
+    } else if (lower === 'date') hasDate = true;
+    try {
+      validateHeaderName(name);
+      if (Array.isArray(value)) {
+        for (const v of value) {
+          validateHeaderValue(name, v);
+          fields += `${name}: ${v}\r\n`;
+        }
+      } else {
+        const text = String(value);
+        validateHeaderValue(name, text);
+        fields += `${name}: ${text}\r\n`;
+      }
+    } catch {
+      return null;
+    }
+  }
+  if (!hasLength) fields += `content-length: ${bodyLength}\r\n`;
+  if (!hasDate) fields += `date: ${httpDate()}\r\n`;
+  return fields;
 }
 
 function rewriteLocation(ctx: RequestContext, location: string, rewrite: ResponseRewrite): string {
