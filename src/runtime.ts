@@ -91,7 +91,7 @@ export class Runtime implements RequestDispatcher {
   private readonly log: LogFn;
   private readonly errorPages: ReadonlyMap<number, Buffer> | null;
   /**
-   * Set when some route's first filter can answer at once, or some route only proxies
+   * Set when some route's first filter can answer at once, or some route has an upstream
    * (RequestDispatcher.quickAnswer).
    */
   readonly quickAnswer: RequestDispatcher['quickAnswer'];

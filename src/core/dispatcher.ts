@@ -16,7 +16,7 @@ export interface RequestDispatcher {
     upgrade?: UpgradeIO,
   ): void;
   /**
-   * Present when some route can answer a request at once from memory, or only proxies
+   * Present when some route can answer a request at once from memory, or has an upstream
    * (core/quick-answer.ts): answers `req` through `res` (sent, or kept) and returns true, or
    * returns false having written nothing and published nothing, and `handle` gets the request
    * as usual.

@@ -15,8 +15,8 @@ import type { CloseHookSlots, SerializedHeadResponse } from './http.js';
  * Whoever declines, at any step, leaves the request to the usual path, which then does all of it
  * again with node's objects: a quick answer must be byte for byte what that path would write.
  *
- * A request can also be kept: a route that only proxies takes it with its QuickResponse and
- * answers it later (an upstream's answer, complete in one read, leaves as one serialized write).
+ * A request can also be kept: a route with an upstream takes it with its QuickResponse, runs its
+ * chain and answers it later (an upstream's answer, complete in one read, leaves as one write).
  * node's objects are made only if the response needs them after all (it streams, an error page,
  * another request pipelined behind it), and then the exchange goes on through them.
  */
