@@ -194,3 +194,34 @@ export async function exchange(port, bytes, done = () => false) {
   socket.destroy();
   return { text, closed };
 }
+
+// Raw HTTP/1.1 answers, as `exchange` returns them.
+
+/** A `done` for `exchange`: the answer text ends with `suffix`. */
+export const endsWith = (suffix) => (text) => text.endsWith(suffix);
+
+/** A field's value in a raw answer's head (the first with that name), or null. */
+export const headField = (text, name) =>
+  new RegExp(`\\r\\n${name}: ([^\\r]*)\\r\\n`, 'i').exec(text)?.[1] ?? null;
+
+let incomingByPort = null;
+
+/**
+ * Starts counting the requests that became node's IncomingMessage, by the local port they
+ * arrived on (the quick-answer tests check which requests were answered without one). Returns
+ * `count(port)`. Patches IncomingMessage once per test process.
+ */
+export function countIncomingMessages() {
+  if (incomingByPort === null) {
+    const counts = new Map();
+    incomingByPort = counts;
+    const addHeaderLines = http.IncomingMessage.prototype._addHeaderLines;
+    http.IncomingMessage.prototype._addHeaderLines = function (...args) {
+      const port = this.socket?.localPort;
+      counts.set(port, (counts.get(port) ?? 0) + 1);
+      return addHeaderLines.apply(this, args);
+    };
+  }
+  const counts = incomingByPort;
+  return (port) => counts.get(port) ?? 0;
+}

@@ -7,14 +7,21 @@
 import { test, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exchange, startOrigin, startProxy, request } from './helpers.mjs';
+import {
+  countIncomingMessages,
+  endsWith,
+  exchange,
+  headField as field,
+  request,
+  startOrigin,
+  startProxy,
+} from './helpers.mjs';
 import { createPki } from './tls-certs.mjs';
 
 const cleanups = [];
@@ -23,20 +30,10 @@ after(async () => {
 });
 
 // Requests that became node's IncomingMessage, by the local port they arrived on.
-const usualPath = new Map();
-const addHeaderLines = http.IncomingMessage.prototype._addHeaderLines;
-http.IncomingMessage.prototype._addHeaderLines = function (...args) {
-  const port = this.socket?.localPort;
-  usualPath.set(port, (usualPath.get(port) ?? 0) + 1);
-  return addHeaderLines.apply(this, args);
-};
-const usual = (port) => usualPath.get(port) ?? 0;
+const usual = countIncomingMessages();
 
 const get = (path, fields = '', version = '1.1', method = 'GET') =>
   `${method} ${path} HTTP/${version}\r\nHost: x\r\n${fields}\r\n`;
-const endsWith = (suffix) => (t) => t.endsWith(suffix);
-const field = (text, name) =>
-  new RegExp(`\\r\\n${name}: ([^\\r]*)\\r\\n`, 'i').exec(text)?.[1] ?? null;
 
 let originRequests = 0;
 async function origin() {

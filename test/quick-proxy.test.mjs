@@ -8,13 +8,21 @@
 import { test, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exchange, rawRequest, request, startOrigin, startProxy } from './helpers.mjs';
+import {
+  countIncomingMessages,
+  endsWith,
+  exchange,
+  headField as field,
+  rawRequest,
+  request,
+  startOrigin,
+  startProxy,
+} from './helpers.mjs';
 import { createPki } from './tls-certs.mjs';
 
 const cleanups = [];
@@ -23,20 +31,10 @@ after(async () => {
 });
 
 // Requests that became node's IncomingMessage, by the local port they arrived on.
-const usualPath = new Map();
-const addHeaderLines = http.IncomingMessage.prototype._addHeaderLines;
-http.IncomingMessage.prototype._addHeaderLines = function (...args) {
-  const port = this.socket?.localPort;
-  usualPath.set(port, (usualPath.get(port) ?? 0) + 1);
-  return addHeaderLines.apply(this, args);
-};
-const usual = (port) => usualPath.get(port) ?? 0;
+const usual = countIncomingMessages();
 
 const get = (path, fields = '', method = 'GET') =>
   `${method} ${path} HTTP/1.1\r\nHost: x\r\n${fields}\r\n`;
-const endsWith = (suffix) => (t) => t.endsWith(suffix);
-const field = (text, name) =>
-  new RegExp(`\\r\\n${name}: ([^\\r]*)\\r\\n`, 'i').exec(text)?.[1] ?? null;
 const sameAnswer = (t) =>
   t.replace(/x-request-id: [^\r]+/, 'x-request-id: ID').replace(/date: [^\r]+/i, 'date: D');
 
