@@ -262,7 +262,12 @@ export class Runtime implements RequestDispatcher {
     const route = this.routeFor(ctx);
     if (route === undefined) return false;
     const quick = route.quick;
-    if (quick === null) return route.keepsQuick && this.keepQuickly(ctx, route, res);
+    if (quick === null) {
+      if (!route.keepsQuick) return false;
+      const trusted = this.isTrustedPeer(request);
+      ctx.clientIp = trusted ? this.clientIpFromForwarded(request) : peerAddress(request);
+      return this.keepQuickly(ctx, route, res, trusted);
+    }
     const trustedPeer = this.isTrustedPeer(request);
     ctx.clientIp = trustedPeer ? this.clientIpFromForwarded(request) : peerAddress(request);
     ctx.routeName = route.config.name;
@@ -277,7 +282,8 @@ export class Runtime implements RequestDispatcher {
       return false;
     }
     // No answer at once (and no effect): the route's chain runs on the kept request.
-    if (reply === undefined) return route.keepsQuick && this.keepQuickly(ctx, route, res);
+    if (reply === undefined)
+      return route.keepsQuick && this.keepQuickly(ctx, route, res, trustedPeer);
     // Made only now: a declined request gets its id on the usual path.
     ctx.requestId = requestIdFor(request, trustedPeer);
     reply.fields += `x-request-id: ${ctx.requestId}\r\n`;
@@ -287,12 +293,17 @@ export class Runtime implements RequestDispatcher {
     return true;
   };
 
-  /** `handle` for a kept quick request: from here on it is the route's, as any request. */
-  private keepQuickly(ctx: RequestContext, route: CompiledRoute, res: QuickResponse): true {
-    const request = ctx.req;
-    const trustedPeer = this.isTrustedPeer(request);
-    ctx.clientIp = trustedPeer ? this.clientIpFromForwarded(request) : peerAddress(request);
-    ctx.requestId = requestIdFor(request, trustedPeer);
+  /**
+   * `handle` for a kept quick request whose client address is set: from here on it is the
+   * route's, as any request.
+   */
+  private keepQuickly(
+    ctx: RequestContext,
+    route: CompiledRoute,
+    res: QuickResponse,
+    trustedPeer: boolean,
+  ): true {
+    ctx.requestId = requestIdFor(ctx.req, trustedPeer);
     ctx.errorPages = this.errorPages;
     res.keep();
     if (channels.requestStart.hasSubscribers) channels.requestStart.publish(ctx);

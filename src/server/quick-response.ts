@@ -145,13 +145,10 @@ export class LoopQuickResponse implements QuickResponse {
   }
 
   once(event: 'drain' | 'close', listener: () => void): this {
-    // A close watcher (a queued rate-limited request, a cache fill) needs no node objects: it
-    // takes a free close-hook slot, as onceClosed would.
-    if (event === 'close' && this.node === null && !this.ended) {
-      if (this[closeHook0] === null) this[closeHook0] = listener;
-      else if (this[closeHook1] === null) this[closeHook1] = listener;
-      else if (this[closeHook2] === null) this[closeHook2] = listener;
-      else this.nodeResponse().once(event, listener);
+    // A close watcher (a queued rate-limited request, a cache fill) needs no node objects while
+    // a close-hook slot is free (slots fill in order, so the last one tells).
+    if (event === 'close' && this.node === null && !this.ended && this[closeHook2] === null) {
+      onceClosed(this, listener);
       return this;
     }
     this.nodeResponse().once(event, listener);
