@@ -16,6 +16,7 @@ import {
   type SerializedHeadResponse,
 } from '../core/http.js';
 import { quickAnswerer, type QuickAnswerServer, type QuickRequest } from '../core/quick-answer.js';
+import { holdUntilTurnEnds } from '../core/turn-writes.js';
 import {
   LoopQuickResponse,
   runCloseHooks,
@@ -246,10 +247,12 @@ function writeAnswer(
     if (lead !== undefined) out.set(lead, 0);
     const headEnd = leadLength + out.write(head, leadLength, 'latin1');
     if (body !== undefined) out.set(body, headEnd);
+    holdUntilTurnEnds(socket);
     socket.write(out, written);
     return;
   }
   socket.cork();
+  holdUntilTurnEnds(socket);
   if (lead !== undefined) socket.write(lead);
   socket.write(head, 'latin1');
   socket.write(body!, written);

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { holdUntilTurnEnds } from '../../core/turn-writes.js';
 import {
   BodyTimeoutError,
   ConnectTimeoutError,
@@ -275,6 +276,7 @@ export class Connection implements Expiring, ParserOwner {
     if (body !== null) {
       // Head and body leave in one writev.
       socket.cork();
+      holdUntilTurnEnds(socket);
       socket.write(req.head, 'latin1');
       socket.write(body);
       socket.uncork();
@@ -282,11 +284,13 @@ export class Connection implements Expiring, ParserOwner {
       req.handler.onBodySent?.(body);
       if (req.headersTimeout > 0) this.arm(T_HEADERS, req.headersTimeout);
     } else if (req.stream !== null) {
+      holdUntilTurnEnds(socket);
       socket.write(req.head, 'latin1');
       if (typeof (req.stream as Readable).on === 'function')
         this.sendReadable(req, req.stream as Readable);
       else void this.sendIterable(req, req.stream as AsyncIterable<Buffer | string>);
     } else {
+      holdUntilTurnEnds(socket);
       socket.write(req.head, 'latin1');
       req.bodyDone = true;
       if (req.headersTimeout > 0) this.arm(T_HEADERS, req.headersTimeout);
