@@ -9,8 +9,8 @@ import type { Writable } from 'node:stream';
  * on a virtual machine that is dear: in `perf` it was 4-5 us of kernel time per write, against
  * about 2 us for nginx, whose peers were mostly awake already. A turn under load handles tens of
  * sockets; held writes wake each peer about once per turn instead of once per request. Measured:
- * 7-9% less CPU per proxied 1 KiB request, over http and https (docs/performance.md, "Writes
- * per turn").
+ * 6-14% less CPU per proxied 1 KiB request over https, 7% over http (docs/performance.md,
+ * "Writes per turn").
  *
  * The first write of a turn still leaves at once: with one request at a time there is nothing
  * to batch with, and holding it would only add the wait for the check phase to its latency.
