@@ -204,6 +204,26 @@ export const endsWith = (suffix) => (text) => text.endsWith(suffix);
 export const headField = (text, name) =>
   new RegExp(`\\r\\n${name}: ([^\\r]*)\\r\\n`, 'i').exec(text)?.[1] ?? null;
 
+/**
+ * A raw answer with the fields two equal answers may still differ in masked: the request id,
+ * `Date` (a fill or a request a second later) and `Age`.
+ */
+export const maskVolatileFields = (text) =>
+  text
+    .replace(/\r\nx-request-id: [^\r]+/i, '\r\nx-request-id: ID')
+    .replace(/\r\ndate: [^\r]+/i, '\r\ndate: D')
+    .replace(/\r\nage: \d+/i, '\r\nage: N');
+
+/** Runs `start()` with SWITCHYARD_QUICK_ANSWERS=0 (read when a proxy starts) and returns its result. */
+export async function withQuickAnswersOff(start) {
+  process.env.SWITCHYARD_QUICK_ANSWERS = '0';
+  try {
+    return await start();
+  } finally {
+    delete process.env.SWITCHYARD_QUICK_ANSWERS;
+  }
+}
+
 let incomingByPort = null;
 
 /**

@@ -22,6 +22,14 @@ function recorder(name, log) {
   });
 }
 
+/** In a fresh turn, makes its first write (which leaves at once) on a recorder named `first`. */
+async function startTurnWithAWrite(log) {
+  await nextTurn();
+  const first = recorder('first', log);
+  holdUntilTurnEnds(first);
+  first.write('x');
+}
+
 test('the first write of a turn leaves at once, the later ones when the turn ends, in order', async () => {
   await nextTurn(); // a fresh turn: nothing written in it yet
   const log = [];
@@ -53,12 +61,9 @@ test('the first write of a turn leaves at once, the later ones when the turn end
 });
 
 test('a held stream that ends flushes at once, and the release finds nothing left to do', async () => {
-  await nextTurn();
   const log = [];
-  const first = recorder('first', log);
   const held = recorder('held', log);
-  holdUntilTurnEnds(first);
-  first.write('x');
+  await startTurnWithAWrite(log);
   holdUntilTurnEnds(held);
   held.write('y');
   held.end('z');
@@ -70,12 +75,9 @@ test('a held stream that ends flushes at once, and the release finds nothing lef
 });
 
 test("a caller's own cork and uncork around a held write leave the hold in place", async () => {
-  await nextTurn();
   const log = [];
-  const first = recorder('first', log);
   const s = recorder('s', log);
-  holdUntilTurnEnds(first);
-  first.write('x');
+  await startTurnWithAWrite(log);
   s.cork();
   holdUntilTurnEnds(s);
   s.write('head');
@@ -91,14 +93,11 @@ test('a held socket that is destroyed before the turn ends is released without a
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(() => server.close());
-  const first = net.connect(server.address().port, '127.0.0.1');
   const held = net.connect(server.address().port, '127.0.0.1');
-  await Promise.all([once(first, 'connect'), once(held, 'connect')]);
+  await once(held, 'connect');
   const errors = [];
   held.on('error', (err) => errors.push(err));
-  await nextTurn();
-  holdUntilTurnEnds(first);
-  first.write('x');
+  await startTurnWithAWrite([]);
   holdUntilTurnEnds(held);
   held.write('y');
   held.destroy();
@@ -106,7 +105,6 @@ test('a held socket that is destroyed before the turn ends is released without a
   await nextTurn();
   assert.equal(held.destroyed, true);
   assert.deepEqual(errors, []);
-  first.destroy();
 });
 
 /** Blocks this process's event loop, so that what peers send meanwhile is read in one turn. */
